@@ -1,0 +1,70 @@
+"""The WSGI application: routes /wps to PyWPS and /outputs to the output folder."""
+import logging
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pywps import configuration
+from pywps.app.Service import Service
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.utils import send_from_directory
+from werkzeug.wrappers import Request
+
+from ..processes import get_processes
+
+LOGGER = logging.getLogger("PYWPS")
+
+
+def default_home():
+    return os.environ.setdefault("WPS_LAKES_HOME", str(Path.home() / ".local/share/wps-lakes"))
+
+
+def prepare_folders():
+    """Create the folders the configuration names, so a fresh install starts cleanly."""
+    for option in ("outputpath", "workdir"):
+        Path(configuration.get_config_value("server", option)).mkdir(parents=True, exist_ok=True)
+    database = configuration.get_config_value("logging", "database")
+    if database.startswith("sqlite:///") and ":memory:" not in database:
+        Path(database[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    logfile = configuration.get_config_value("logging", "file")
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+
+
+def load_config(cfgfiles):
+    default_home()
+    configuration.load_configuration(list(cfgfiles))
+    prepare_folders()
+
+
+class ServiceApp:
+    """One WSGI callable for the whole service."""
+
+    def __init__(self, cfgfiles):
+        self.cfgfiles = list(cfgfiles)
+        load_config(self.cfgfiles)
+        # Service() would reload the configuration; it is loaded above already.
+        self.wps = Service(processes=get_processes())
+        self.outputpath = configuration.get_config_value("server", "outputpath")
+        self.outputs_prefix = urlparse(configuration.get_config_value("server", "outputurl")).path.rstrip("/")
+        self.wps_path = urlparse(configuration.get_config_value("server", "url")).path.rstrip("/") or "/wps"
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        path = request.path.rstrip("/")
+        try:
+            if path == self.wps_path:
+                return self.wps(environ, start_response)
+            if path.startswith(self.outputs_prefix + "/"):
+                response = self.serve_output(request, path[len(self.outputs_prefix) + 1:])
+            else:
+                raise NotFound(f"No such resource: {request.path}. The WPS endpoint is {self.wps_path}.")
+        except HTTPException as exc:
+            response = exc.get_response(environ)
+        return response(environ, start_response)
+
+    def serve_output(self, request, relative_path):
+        # send_from_directory refuses paths that escape the folder.
+        return send_from_directory(self.outputpath, relative_path, request.environ)
+
+
