@@ -1,6 +1,6 @@
 """The ``wps-lakes`` command: run the service, and run the library without a server.
 
-Service:  start, stop, status, restart
+Service:  start, stop, status, restart, jobs
 Library:  scene, train, detect, split, evaluate  (the role of thelper's command line)
 """
 import argparse
@@ -13,7 +13,6 @@ from pathlib import Path
 from urllib.request import urlopen
 
 from .__version__ import __version__
-
 
 # ---------------------------------------------------------------------------------------------
 # service commands
@@ -173,6 +172,37 @@ def add_start_options(parser):
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
 
 
+def load_service_config(extra):
+    """The configuration the started service uses (default.cfg, cli.cfg, then -c files)."""
+    from .service.app import load_config
+    from .wsgi import config_files
+
+    generated = service_home() / "cli.cfg"
+    load_config(config_files(([str(generated)] if generated.exists() else []) + list(extra)))
+
+
+def cmd_jobs(args):
+    load_service_config(args.config)
+    from .service import jobs
+
+    if args.action == "list":
+        rows = jobs.list_jobs(limit=args.limit)
+        print(f"{'job id':36}  {'process':8}  {'status':9}  {'%':>3}  message")
+        for job in rows:
+            print(f"{job.uuid:36}  {job.process or '':8}  {job.status:9}  {int(job.percent):3d}  {job.message[:80]}")
+        return 0
+    if not args.job:
+        print(f"wps-lakes jobs {args.action} needs a job id", file=sys.stderr)
+        return 2
+    job = jobs.dismiss(args.job, grace_seconds=args.grace) if args.action == "dismiss" else jobs.get_job(args.job)
+    if job is None:
+        print(f"no such job: {args.job}", file=sys.stderr)
+        return 1
+    for field in ("uuid", "process", "status", "percent", "message", "created", "updated", "pid"):
+        print(f"{field:8} {getattr(job, field)}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # library commands: each handler imports the library lazily, so `wps-lakes --help` stays fast.
 
@@ -192,6 +222,16 @@ def build_parser():
     restart = commands.add_parser("restart", help="stop, then start in the background")
     add_start_options(restart)
     restart.set_defaults(func=cmd_restart)
+
+    jobs = commands.add_parser("jobs", help="list, show or dismiss the service's jobs (operators)")
+    jobs.add_argument("action", choices=["list", "show", "dismiss"])
+    jobs.add_argument("job", nargs="?", help="job id (show, dismiss)")
+    jobs.add_argument("-c", "--config", action="append", default=[], metavar="CFG",
+                      help="the service's extra config files, as given to start")
+    jobs.add_argument("--limit", type=int, default=50, help="newest jobs listed (default 50)")
+    jobs.add_argument("--grace", type=float, default=10.0,
+                      help="seconds a running job has to stop by itself before it is ended (default 10)")
+    jobs.set_defaults(func=cmd_jobs)
     return parser
 
 

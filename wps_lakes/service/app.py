@@ -11,6 +11,7 @@ from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request
 
 from ..processes import get_processes
+from . import settings
 
 LOGGER = logging.getLogger("PYWPS")
 
@@ -43,6 +44,7 @@ class ServiceApp:
     def __init__(self, cfgfiles):
         self.cfgfiles = list(cfgfiles)
         load_config(self.cfgfiles)
+        settings.CFGFILES[:] = self.cfgfiles
         # Service() would reload the configuration; it is loaded above already.
         self.wps = Service(processes=get_processes())
         self.outputpath = configuration.get_config_value("server", "outputpath")
