@@ -1,6 +1,6 @@
 """The ``wps-lakes`` command: run the service, and run the library without a server.
 
-Service:  start, stop, status, restart, jobs
+Service:  start, stop, status, restart, jobs, worker
 Library:  scene, train, detect, split, evaluate  (the role of thelper's command line)
 """
 import argparse
@@ -203,6 +203,33 @@ def cmd_jobs(args):
     return 0
 
 
+def cmd_worker(args):
+    """Celery workers: one process per GPU (each sees only its GPU), or one CPU worker."""
+    from .wsgi import config_files
+
+    generated = service_home() / "cli.cfg"
+    cfgfiles = config_files(([str(generated)] if generated.exists() else []) +
+                            [str(Path(c).resolve()) for c in args.config])
+    base = [sys.executable, "-m", "wps_lakes.service.celery_worker", "--queues", args.queue,
+            "--loglevel", args.loglevel] + [arg for cfg in cfgfiles for arg in ("--cfg", cfg)]
+    if not args.gpus:
+        os.execv(sys.executable, base + ["--concurrency", str(args.concurrency),
+                                         "--name", f"wps-lakes-{args.queue.replace(',', '-')}@%h"])
+    procs = []
+    for gpu in args.gpus.split(","):
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu.strip())
+        procs.append(subprocess.Popen(base + ["--concurrency", "1", "--name", f"wps-lakes-gpu{gpu.strip()}@%h"],
+                                      env=env))
+
+    def forward(signum, _frame):
+        for proc in procs:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(proc.wait() for proc in procs)
+
+
 # ---------------------------------------------------------------------------------------------
 # library commands: each handler imports the library lazily, so `wps-lakes --help` stays fast.
 
@@ -232,6 +259,15 @@ def build_parser():
     jobs.add_argument("--grace", type=float, default=10.0,
                       help="seconds a running job has to stop by itself before it is ended (default 10)")
     jobs.set_defaults(func=cmd_jobs)
+
+    worker = commands.add_parser("worker", help="start Celery workers for [processing] mode = celery")
+    worker.add_argument("--queue", default="gpu", help="queue(s) to serve, comma-separated (default gpu)")
+    worker.add_argument("--gpus", help="GPU indices, one worker process per GPU, e.g. 0,1")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once without --gpus (default 1)")
+    worker.add_argument("-c", "--config", action="append", default=[], metavar="CFG",
+                        help="config file with [celery], the shared paths and the job database")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

@@ -254,7 +254,7 @@ def remove_from_queue(uuid):
         session.close()
 
 
-def _mark_dismissed(uuid):
+def mark_dismissed(uuid):
     """Write the dismissed state to the job database and the WPS 1.0.0 status document."""
     folder = job_dir(uuid)
     folder.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,7 @@ def dismiss(uuid, grace_seconds=10.0):
     (job_dir(uuid) / "stop").touch()
     jobs_backend = backend()
     if jobs_backend.dequeue(uuid):
-        _mark_dismissed(uuid)
+        mark_dismissed(uuid)
         return get_job(uuid)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
@@ -294,7 +294,7 @@ def dismiss(uuid, grace_seconds=10.0):
         time.sleep(0.2)
     else:
         jobs_backend.terminate(uuid, get_job(uuid).pid)
-    _mark_dismissed(uuid)
+    mark_dismissed(uuid)
     _launch_next_queued()
     return get_job(uuid)
 

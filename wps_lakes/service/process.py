@@ -162,21 +162,26 @@ class LakesProcess(Process):
         return self._execute_process(self.async_, wps_request, response)
 
     def _execute_process(self, async_, wps_request, wps_response):
+        """Run now, queue, or refuse with ServerBusy: parallelprocesses are the job slots (GPUs),
+        maxprocesses the queue. On Celery the broker queues; maxprocesses caps unfinished jobs."""
         maxparallel = int(settings.config_value("server", "parallelprocesses"))
-        running, stored = dblog.get_process_counts()
-        if maxparallel != -1 and running >= maxparallel:
+        maxprocesses = int(settings.config_value("server", "maxprocesses"))
+        celery = settings.processing_mode() == "celery"
+        running, stored = dblog.get_process_counts()  # running counts accepted jobs too
+        if not celery and maxparallel != -1 and running >= maxparallel:
             dblog.cleanup_crashed_process()
             running, stored = dblog.get_process_counts()
+        if celery and maxprocesses != -1 and running >= maxprocesses:
+            raise ServerBusy("The job queue is full; try again later.")
         if not async_:
-            if maxparallel != -1 and running >= maxparallel:
+            if not celery and maxparallel != -1 and running >= maxparallel:
                 raise ServerBusy("All job slots are busy; try again later or run asynchronously.")
             wps_response._update_status(WPS_STATUS.ACCEPTED, "Request accepted", 0)
             return self._run_sync(wps_request, wps_response)
-        if maxparallel == -1 or running < maxparallel or settings.processing_mode() == "celery":
+        if celery or maxparallel == -1 or running < maxparallel:
             wps_response._update_status(WPS_STATUS.ACCEPTED, "Job accepted", 0)
             self._run_async(wps_request, wps_response)
             return wps_response
-        maxprocesses = int(settings.config_value("server", "maxprocesses"))
         if maxprocesses != -1 and stored >= maxprocesses:
             raise ServerBusy("The job queue is full; try again later.")
         dblog.store_process(self.uuid, wps_request)
