@@ -294,13 +294,15 @@ def dismiss(uuid, grace_seconds=10.0):
         time.sleep(0.2)
     else:
         jobs_backend.terminate(uuid, get_job(uuid).pid)
+        mark_dismissed(uuid)
+        _launch_next_queued()  # an ended job never reached PyWPS's hand-over to the next one
+        return get_job(uuid)
     mark_dismissed(uuid)
-    _launch_next_queued()
     return get_job(uuid)
 
 
 def _launch_next_queued():
-    """A job ended from outside never reached PyWPS's own hand-over to the next queued request."""
+    """Start the next request waiting in PyWPS's queue."""
     from pywps.app.Process import Process
 
     try:
