@@ -3,4 +3,8 @@
 
 def get_processes():
     """Fresh process instances, in the order the capabilities list them."""
-    return []
+    from .wps_detect import Detect
+    from .wps_split import Split
+    from .wps_train import Train
+
+    return [Train(), Detect(), Split()]

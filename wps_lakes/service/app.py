@@ -56,17 +56,23 @@ class ServiceApp:
         path = request.path.rstrip("/")
         try:
             if path == self.wps_path:
-                return self.wps(environ, start_response)
+                return self.wps_endpoint(request)(environ, start_response)
             if path.startswith(self.outputs_prefix + "/"):
                 response = self.serve_output(request, path[len(self.outputs_prefix) + 1:])
             else:
-                raise NotFound(f"No such resource: {request.path}. The WPS endpoint is {self.wps_path}.")
+                response = self.rest_endpoint(request)
         except HTTPException as exc:
             response = exc.get_response(environ)
         return response(environ, start_response)
 
+    def wps_endpoint(self, request):
+        """The WSGI application that answers a request to /wps."""
+        return self.wps
+
+    def rest_endpoint(self, request):
+        """Answer a request outside /wps and /outputs (a werkzeug Response)."""
+        raise NotFound(f"No such resource: {request.path}. The WPS endpoint is {self.wps_path}.")
+
     def serve_output(self, request, relative_path):
         # send_from_directory refuses paths that escape the folder.
         return send_from_directory(self.outputpath, relative_path, request.environ)
-
-
