@@ -70,9 +70,9 @@ class LiveServer:
                 raise RuntimeError(f"server exited: {(self.home / 'server.out').read_text()[-3000:]}")
             try:
                 if requests.get(self.url, params={"service": "WPS", "request": "GetCapabilities"},
-                                timeout=5).status_code == 200:
+                                timeout=30).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.3)
         self.stop()

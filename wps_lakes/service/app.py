@@ -50,6 +50,7 @@ class ServiceApp:
         self.outputpath = configuration.get_config_value("server", "outputpath")
         self.outputs_prefix = urlparse(configuration.get_config_value("server", "outputurl")).path.rstrip("/")
         self.wps_path = urlparse(configuration.get_config_value("server", "url")).path.rstrip("/") or "/wps"
+        self.ogcapi = None  # OGC API - Processes, built on first use
 
     def __call__(self, environ, start_response):
         request = Request(environ)
@@ -66,12 +67,21 @@ class ServiceApp:
         return response(environ, start_response)
 
     def wps_endpoint(self, request):
-        """The WSGI application that answers a request to /wps."""
-        return self.wps
+        """The WSGI application that answers a request to /wps: PyWPS (1.0.0) or WPS 2.0.0."""
+        from .wps2 import route
+
+        return route(self, request)
 
     def rest_endpoint(self, request):
-        """Answer a request outside /wps and /outputs (a werkzeug Response)."""
-        raise NotFound(f"No such resource: {request.path}. The WPS endpoint is {self.wps_path}.")
+        """Answer a request outside /wps and /outputs (a werkzeug Response): OGC API - Processes."""
+        from .ogcapi import OGCAPI
+
+        if self.ogcapi is None:
+            self.ogcapi = OGCAPI(self)
+        response = self.ogcapi.answer(request)
+        if response is None:
+            raise NotFound(f"No such resource: {request.path}. The WPS endpoint is {self.wps_path}.")
+        return response
 
     def serve_output(self, request, relative_path):
         # send_from_directory refuses paths that escape the folder.

@@ -110,7 +110,7 @@ def run_job(doc):
     """Run a job document in this process; returns the result state (status, message, outputs)."""
     process, request, response = rebuild(doc)
     process._run_process(request, response)
-    result = {"status": response.status, "message": response.message,
+    result = {"status": response.status, "message": response.message, "published": response.published,
               "outputs": {oid: output_state(out) for oid, out in response.outputs.items()}}
     if doc["sync"]:
         write_json_atomic(job_dir(doc["uuid"]) / "result.json", result)

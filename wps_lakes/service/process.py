@@ -198,5 +198,6 @@ class LakesProcess(Process):
         for identifier, state in result["outputs"].items():
             if state and identifier in wps_response.outputs:
                 setattr(wps_response.outputs[identifier], state["prop"], state["value"])
+        wps_response.published.update(result.get("published") or {})
         wps_response._update_status(result["status"], result["message"], 100)
         return wps_response
