@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install services start stop status restart test test-all lint docs demo bench clean
+.PHONY: help install services start stop status restart test test-all lint docs demo bench cwl clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ docs: install  ## build the Sphinx documentation into docs/_build/html
 
 demo: install  ## scene -> train -> detect -> split against the started service
 	$(BIN)/python scripts/demo.py
+
+cwl: install  ## regenerate cwl/ (CWL tools, workflow, deploy bodies) from the process definitions
+	$(BIN)/python -m wps_lakes.cwl
 
 bench: install  ## run the benchmarks, write benchmarks/results/ and docs/performance.rst
 	$(BIN)/python -m benchmarks
