@@ -100,6 +100,9 @@ def cmd_start(args):
         "--worker-class", "gthread", "--timeout", "120", "--graceful-timeout", "30",
         "--pid", str(pid_file()),
         "--access-logfile", str(home / "access.log"), "--error-logfile", str(home / "gunicorn.log"),
+        # No request line (%(r)s) nor referer: the query string is logged (%(q)s) only after the
+        # token middleware has cut api_key out of it.
+        "--access-logformat", '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s?%(q)s %(H)s" %(s)s %(b)s "%(a)s" %(L)ss',
         f"wps_lakes.wsgi:create_app({cfgfiles!r})",
     ]
     if not args.daemon:
@@ -234,6 +237,144 @@ def cmd_worker(args):
 # library commands: each handler imports the library lazily, so `wps-lakes --help` stays fast.
 
 
+def cmd_scene(args):
+    from .errors import LakesError
+    from .geodata.synthetic import make_scene
+
+    try:
+        paths = make_scene(args.outdir, seed=args.seed, size_m=args.size_m, px_size=args.px_size)
+    except LakesError as exc:
+        print(f"wps-lakes scene: {exc}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name:12} {path}")
+    return 0
+
+
+def cmd_train(args):
+    """Train a detector from a session config (thelper new), or resume a session (thelper resume)."""
+    from .detector.checkpoints import latest_checkpoint, load_checkpoint
+    from .detector.config import load_config
+    from .detector.training import train_session
+    from .errors import LakesError
+
+    stop = []
+
+    def request_stop(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        print("stop requested: saving a checkpoint after this iteration (Ctrl-C again to abort)", file=sys.stderr)
+
+    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "learning_rate": args.lr, "device": args.device}
+    try:
+        if args.config is None and args.resume is None:
+            raise LakesError("give a session config (-c CONFIG) or a session to resume (--resume CKPT_OR_DIR)")
+        config = None
+        if args.config is not None:
+            config = load_config(args.config, overrides)
+        elif any(v is not None for v in overrides.values()) or args.raster:
+            config = load_config(load_checkpoint(latest_checkpoint(args.resume)).get("config") or {}, overrides)
+        if args.raster or args.vector:
+            if not (args.raster and args.vector):
+                raise LakesError("--raster and --vector go together: give both")
+            config = config.with_data(args.raster, args.vector)
+        if args.outdir is None and args.resume is None:
+            raise LakesError("give the output folder (-d OUTDIR)")
+        previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=args.init_checkpoint,
+                                   should_stop=lambda: bool(stop), log=print)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    except LakesError as exc:
+        print(f"wps-lakes train: {exc}", file=sys.stderr)
+        return 2
+    print(f"session:         {result.session_dir}")
+    print(f"best checkpoint: {result.best_checkpoint} ({result.monitor} = {result.best_value})")
+    print(f"last checkpoint: {result.last_checkpoint}")
+    print(f"metrics:         {result.metrics_path}")
+    print(f"curves:          {result.curves_path}")
+    if result.stopped:
+        print(f"stopped early; continue with: wps-lakes train --resume {result.session_dir}")
+    return 0
+
+
+def cmd_detect(args):
+    """Lake boxes over a whole region from a checkpoint: GeoJSON and a PNG quicklook."""
+    from .detector.inference import detect, write_detections
+    from .errors import LakesError
+
+    def progress(done, total):
+        print(f"\rtiles {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    try:
+        found = detect(args.checkpoint, args.raster, args.vector, score_threshold=args.score_threshold,
+                       tile_size=args.tile_size, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
+                       device=args.device, progress=progress)
+        print(file=sys.stderr)
+        paths = write_detections(found, args.output, rasters=args.raster, vector=args.vector, crs=args.crs)
+    except LakesError as exc:
+        print(f"\nwps-lakes detect: {exc}", file=sys.stderr)
+        return 2
+    stats = found.attrs["stats"]
+    print(f"{len(found)} lake(s) from {stats['tiles']} tile(s) in {stats['total_s']:.1f} s "
+          f"(model {stats['forward_s']:.1f} s on {stats['device']})")
+    for name, path in paths.items():
+        print(f"{name:11} {path}")
+    return 0
+
+
+def cmd_split(args):
+    """Split waterbodies into lakes and rivers, from detections or from a checkpoint (detect first)."""
+    from .errors import LakesError
+    from .hydro import split_to_files
+
+    try:
+        paths = split_to_files(args.vector, args.outdir, detections=args.detections, checkpoint=args.checkpoint,
+                               rasters=args.raster, method=args.method, score_threshold=args.score_threshold,
+                               crs=args.crs, device=args.device)
+    except LakesError as exc:
+        print(f"wps-lakes split: {exc}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name:20} {path}")
+    return 0
+
+
+def cmd_evaluate(args):
+    """Score detections and/or a split against a hydro layer with true TYPECE; table and JSON."""
+    import json
+
+    from .errors import LakesError
+    from .geodata import read_vector
+    from .hydro import evaluate_detections, evaluate_split, format_table
+
+    figures = {}
+    try:
+        if args.detections is None and args.split is None:
+            raise LakesError("give something to evaluate: --detections DETECTIONS.geojson and/or --split OUTDIR")
+        truth = read_vector(args.truth, require_typece=True)
+        if args.detections is not None:
+            figures["detections"] = evaluate_detections(read_vector(args.detections, srs=truth.crs), truth,
+                                                        iou_threshold=args.iou_threshold,
+                                                        score_threshold=args.score_threshold)
+        if args.split is not None:
+            split = Path(args.split)
+            hydro = read_vector(split / "hydro.geojson" if split.is_dir() else split, srs=truth.crs)
+            figures["split"] = evaluate_split(hydro, truth)
+    except LakesError as exc:
+        print(f"wps-lakes evaluate: {exc}", file=sys.stderr)
+        return 2
+    for section, values in figures.items():
+        print(format_table(values, title=section))
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2))
+        print(f"figures written to {args.output}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="wps-lakes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -268,6 +409,68 @@ def build_parser():
                         help="config file with [celery], the shared paths and the job database")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
+
+    scene = commands.add_parser("scene", help="write a synthetic scene: dem.tif, hydro.geojson, "
+                                              "waterbodies.geojson, truth.json")
+    scene.add_argument("outdir", help="folder to write into (created if needed)")
+    scene.add_argument("--seed", type=int, default=0, help="random seed; a seed always gives the same scene")
+    scene.add_argument("--size-m", type=float, default=6000.0, help="side of the square scene in metres")
+    scene.add_argument("--px-size", type=float, default=3.0, help="DEM pixel size in metres (default 3)")
+    scene.set_defaults(func=cmd_scene)
+    train = commands.add_parser("train", help="train a lake detector from a thelper-style session config")
+    train.add_argument("-c", "--config", help="session config (JSON); with --resume, replaces the session's own")
+    train.add_argument("-d", "--outdir", help="folder for the session (its folder is OUTDIR/<config name>)")
+    train.add_argument("--resume", metavar="CKPT_OR_DIR", help="continue a session from a checkpoint or its folder")
+    train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights")
+    train.add_argument("--raster", action="append", metavar="TIF", help="DEM GeoTIFF replacing every dataset's "
+                       "raster_path (repeat for adjacent tiles; needs --vector)")
+    train.add_argument("--vector", metavar="PATH", help="hydro layer replacing every dataset's vector_path")
+    train.add_argument("--model", help="model type, e.g. fcos_mobilenet_v3_large_fpn")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    train.set_defaults(func=cmd_train)
+
+    detect = commands.add_parser("detect", help="find the lakes of a region with a trained detector")
+    detect.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint (ours or thelper's)")
+    detect.add_argument("--raster", action="append", required=True, metavar="DEM.tif",
+                        help="DEM GeoTIFF (repeat for adjacent tiles)")
+    detect.add_argument("--vector", required=True, metavar="HYDRO", help="hydro layer (waterbody polygons)")
+    detect.add_argument("-o", "--output", required=True, metavar="DETECTIONS.geojson",
+                        help="GeoJSON to write; the PNG quicklook goes beside it")
+    detect.add_argument("--score-threshold", type=float, default=0.5, help="lowest confidence kept (default 0.5)")
+    detect.add_argument("--tile-size", type=int, default=500, help="tile side in pixels (default 500)")
+    detect.add_argument("--tile-overlap", type=int, default=100, help="tile overlap in pixels (default 100)")
+    detect.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on CPU, 8 on GPU)")
+    detect.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    detect.add_argument("--crs", default="EPSG:4326", help="CRS of the GeoJSON (default EPSG:4326, RFC 7946; "
+                        "another one is written with a crs member)")
+    detect.set_defaults(func=cmd_detect)
+
+    split = commands.add_parser("split", help="split waterbodies into lakes and rivers")
+    split.add_argument("--vector", required=True, metavar="WATERBODIES", help="waterbody polygons to split")
+    split.add_argument("--detections", metavar="DETECTIONS.geojson", help="lake boxes from `wps-lakes detect`")
+    split.add_argument("--checkpoint", metavar="CKPT", help="detect the lakes first with this checkpoint")
+    split.add_argument("--raster", action="append", metavar="DEM.tif",
+                       help="DEM GeoTIFF: level water surfaces for the refined method (repeat for adjacent tiles)")
+    split.add_argument("--method", choices=["refined", "boxes"], default="refined",
+                       help="refined (default) or boxes (the original cut, for comparison)")
+    split.add_argument("-o", "--outdir", required=True, help="folder for lakes/rivers/hydro.geojson and split.png")
+    split.add_argument("--score-threshold", type=float, default=0.5, help="with --checkpoint (default 0.5)")
+    split.add_argument("--device", default="auto", help="with --checkpoint: auto, cpu, cuda or cuda:N")
+    split.add_argument("--crs", default="EPSG:4326", help="CRS of the GeoJSON files (default EPSG:4326)")
+    split.set_defaults(func=cmd_split)
+
+    evaluate = commands.add_parser("evaluate", help="score detections and splits against true lakes and rivers")
+    evaluate.add_argument("--truth", required=True, metavar="HYDRO", help="hydro layer with the true TYPECE")
+    evaluate.add_argument("--detections", metavar="DETECTIONS.geojson", help="boxes to score (VOC AP, P, R)")
+    evaluate.add_argument("--split", metavar="OUTDIR", help="a split's folder (or its hydro.geojson) to score")
+    evaluate.add_argument("--iou-threshold", type=float, default=0.5, help="box match IoU (default 0.5)")
+    evaluate.add_argument("--score-threshold", type=float, default=0.5,
+                          help="confidence for precision and recall (default 0.5)")
+    evaluate.add_argument("-o", "--output", metavar="FIGURES.json", help="write the figures as JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
     return parser
 
 

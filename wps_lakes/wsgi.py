@@ -16,8 +16,10 @@ def config_files(cfgfiles=None):
 
 def create_app(cfgfiles=None):
     from .service.app import ServiceApp
+    from .service.auth import protect
 
-    return ServiceApp(config_files(cfgfiles))
+    # Access tokens ([esgf] tokens) guard every request that starts or ends a job.
+    return protect(ServiceApp(config_files(cfgfiles)))
 
 
 def __getattr__(name):

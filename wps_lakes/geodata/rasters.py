@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 from rasterio.windows import Window
@@ -47,10 +48,13 @@ class Dem:
             for source in self._sources:
                 if not _overlap(source.bounds, grid.bounds):
                     continue
-                if grid.is_aligned_with(source.grid):
-                    _read_window(source, grid, out)
-                else:
-                    _read_warped(source, grid, out)
+                try:
+                    if grid.is_aligned_with(source.grid):
+                        _read_window(source, grid, out)
+                    else:
+                        _read_warped(source, grid, out)
+                except (RasterioError, CPLE_BaseError):
+                    raise _damaged(source.dataset) from None
         return np.ma.masked_invalid(out, copy=False)
 
     def close(self):
@@ -89,6 +93,13 @@ def open_dem(paths, srs="EPSG:2959", px_size=3.0, limits=DEFAULT_LIMITS):
         for source in sources:
             source.dataset.close()
         raise
+    try:
+        for source in sources:
+            _check_has_elevation(source.dataset)
+    except LakesError:
+        for source in sources:
+            source.dataset.close()
+        raise
     for source in sources:
         if source.grid is None:
             source.grid = grid
@@ -117,6 +128,29 @@ def _open_source(path, srs, px_size):
         raise LakesError(f"{name} has no georeferencing (no geotransform); give a georeferenced GeoTIFF")
     bounds = transform_bounds(dataset.crs, srs, *dataset.bounds, densify_pts=21)
     return _Source(dataset, bounds, _lattice_grid(dataset, srs, px_size))
+
+
+def _damaged(dataset):
+    return LakesError(f"{Path(dataset.name).name} could not be read: the GeoTIFF is truncated or damaged; give the "
+                      "complete file")
+
+
+def _check_has_elevation(dataset):
+    """Refuse a DEM whose every pixel is nodata or NaN. Blocks are read in turn until one holds a
+    value, so a real DEM costs one block; only a DEM with no data at all is read whole."""
+    nodata = dataset.nodata
+    try:
+        for _, window in dataset.block_windows(1):
+            values = dataset.read(1, window=window, out_dtype=np.float32)
+            valid = np.isfinite(values)
+            if nodata is not None and not np.isnan(nodata):
+                valid &= values != np.float32(nodata)
+            if valid.any():
+                return
+    except (RasterioError, CPLE_BaseError):
+        raise _damaged(dataset) from None
+    raise LakesError(f"{Path(dataset.name).name} holds no elevation: every pixel is nodata or NaN; give a DEM with "
+                     "data over the area")
 
 
 def _lattice_grid(dataset, srs, px_size):

@@ -16,8 +16,8 @@ import pandas as pd
 import pyogrio
 import shapely
 from pyproj import CRS
-from pyproj.exceptions import CRSError
-from shapely.errors import GEOSException
+from pyproj.exceptions import CRSError, ProjError
+from shapely.errors import ShapelyError
 from shapely.geometry import mapping, shape
 
 from ..errors import LakesError
@@ -55,10 +55,18 @@ def read_vector(path, srs="EPSG:2959", require_typece=False, limits=DEFAULT_LIMI
     features = _polygons_only(features, name)
     vertices = int(shapely.get_num_coordinates(features.geometry.values).sum())
     limits.check("max_vector_vertices", vertices, f"the number of vertices in {name}")
-    features = _repaired(features.to_crs(srs), name)
+    features = _repaired(_to_crs(features, srs, name), name)
     if require_typece:
         check_typece(features, name)
     return features.reset_index(drop=True)
+
+
+def _to_crs(features, srs, name):
+    try:
+        return features.to_crs(srs)
+    except (ProjError, CRSError):
+        raise LakesError(f"{name}: its coordinates cannot be transformed from its CRS ({features.crs.name}) to "
+                         f"{srs}; give the layer in a CRS of the Earth (e.g. EPSG:4326 or EPSG:2959)") from None
 
 
 def check_typece(features, name="the hydro layer"):
@@ -117,13 +125,34 @@ def _json_value(value):
 # readers
 
 
+# A GeoJSON position is an array whose first member is a number: "[" then a number. Counting them
+# in the raw bytes bounds the vertices before the file is parsed (a parsed vertex costs ~100 bytes).
+_JSON_SPACE = np.frombuffer(b" \t\r\n", dtype=np.uint8)
+_NUMBER_START = np.frombuffer(b"-+.0123456789", dtype=np.uint8)
+
+
+def _count_positions(raw):
+    """The number of GeoJSON positions in ``raw`` (an upper bound: a string property may add some)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    data = data[~np.isin(data, _JSON_SPACE)]
+    opens = np.flatnonzero(data[:-1] == ord("["))
+    return int(np.isin(data[opens + 1], _NUMBER_START).sum())
+
+
 def _read_geojson(path, name, limits):
+    raw = path.read_bytes()
+    if raw.count(b"[") > limits.max_vector_vertices:
+        limits.check("max_vector_vertices", _count_positions(raw), f"the number of vertices in {name}")
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise LakesError(f"{name} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     except UnicodeDecodeError:
         raise LakesError(f"{name} is not valid JSON (it is not UTF-8 text)") from None
+    except RecursionError:
+        raise LakesError(f"{name} is not GeoJSON: its JSON is nested too deeply") from None
+    except ValueError as exc:  # e.g. a number with more digits than Python converts
+        raise LakesError(f"{name} is not valid JSON ({str(exc)[:100]})") from None
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection" \
             or not isinstance(data.get("features"), list):
         raise LakesError(f"{name} is not a GeoJSON FeatureCollection (a JSON object with "
@@ -138,7 +167,7 @@ def _read_geojson(path, name, limits):
         geometry = feature.get("geometry")
         try:
             geometries.append(shape(geometry) if geometry else None)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, GEOSException) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ShapelyError) as exc:
             raise LakesError(f"{name}: feature {i} has a malformed geometry ({exc})") from None
         props = feature.get("properties")
         properties.append(props if isinstance(props, dict) else {})
@@ -257,8 +286,12 @@ def _repaired(gdf, name):
     failed = []
     for index in gdf.index[invalid]:
         geometry = gdf.at[index, gdf.geometry.name]
-        fixed = _polygonal_part(shapely.make_valid(geometry, method="structure", keep_collapsed=False))
-        if fixed is None:
+        fixed = geometry
+        for _ in range(3):  # a repair can itself be invalid (parts sharing an edge): repair it again
+            fixed = _polygonal_part(shapely.make_valid(fixed, method="structure", keep_collapsed=False))
+            if fixed is None or fixed.is_valid:
+                break
+        if fixed is None or not fixed.is_valid:
             failed.append(f"{_feature_label(gdf, index)}: {shapely.is_valid_reason(geometry)}")
         else:
             gdf.at[index, gdf.geometry.name] = fixed

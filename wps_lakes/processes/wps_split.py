@@ -56,6 +56,9 @@ class Split(LakesProcess):
             keywords=["hydrography", "lakes", "rivers", "waterbodies", "split"], metadata=METADATA,
             version="1.0", inputs=inputs, outputs=outputs)
 
+    def needs_gpu(self, wps_request):
+        return bool(wps_request.inputs.get("checkpoint"))  # detects first
+
     def handle(self, request, response):
         from ..hydro.split import split_to_files
 

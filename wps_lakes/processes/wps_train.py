@@ -74,21 +74,25 @@ class Train(LakesProcess):
             version="1.0", inputs=inputs, outputs=outputs)
 
     def handle(self, request, response):
+        from ..detector.checkpoints import load_checkpoint
         from ..detector.config import load_config
         from ..detector.training import train_session
 
         response.update_status("Fetching the inputs", 1)
+        checkpoint = self.input_files(request, "checkpoint")
+        resume = bool(self.literal(request, "resume", False))
+        if resume and not checkpoint:
+            raise LakesError("resume=true needs a checkpoint input to resume from")
         config_source = self.config_source(request)
+        if resume and not request.inputs.get("config"):
+            # Resuming continues the checkpoint's own session config (its model, its trainer).
+            config_source = load_checkpoint(checkpoint[0]).get("config") or {}
         overrides = {key: self.literal(request, key) for key in ("model", "epochs", "batch_size", "learning_rate",
                                                                   "device")}
         config = load_config(config_source, overrides={k: v for k, v in overrides.items() if v is not None},
                              limits=self.limits())
         config = config.with_data(rasters=self.input_files(request, "raster"),
                                   vector=self.input_file(request.inputs["vector"][0]))
-        checkpoint = self.input_files(request, "checkpoint")
-        resume = bool(self.literal(request, "resume", False))
-        if resume and not checkpoint:
-            raise LakesError("resume=true needs a checkpoint input to resume from")
         outdir = self.output_dir()
         # A redelivered job (its worker died) continues from the newest checkpoint it wrote.
         previous = find_session(outdir)

@@ -5,13 +5,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pywps import configuration
-from pywps.app.Service import Service
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request
 
 from ..processes import get_processes
 from . import settings
+from .guards import GuardedService, guard_request
 
 LOGGER = logging.getLogger("PYWPS")
 
@@ -46,7 +46,8 @@ class ServiceApp:
         load_config(self.cfgfiles)
         settings.CFGFILES[:] = self.cfgfiles
         # Service() would reload the configuration; it is loaded above already.
-        self.wps = Service(processes=get_processes())
+        # PyWPS's Service with the input checks (references, file://, literals) in front of Execute.
+        self.wps = GuardedService(processes=get_processes())
         self.outputpath = configuration.get_config_value("server", "outputpath")
         self.outputs_prefix = urlparse(configuration.get_config_value("server", "outputurl")).path.rstrip("/")
         self.wps_path = urlparse(configuration.get_config_value("server", "url")).path.rstrip("/") or "/wps"
@@ -70,6 +71,10 @@ class ServiceApp:
         """The WSGI application that answers a request to /wps: PyWPS (1.0.0) or WPS 2.0.0."""
         from .wps2 import route
 
+        # One guard for both versions: body size (also chunked) and no DOCTYPE, before any parser.
+        refusal = guard_request(request)
+        if refusal is not None:
+            return refusal
         return route(self, request)
 
     def rest_endpoint(self, request):

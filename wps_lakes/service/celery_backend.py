@@ -75,11 +75,8 @@ def redis_client():
 
 
 def queue_for(doc):
-    """train and detect (and split with a checkpoint) need a GPU slot; split from detections does not."""
     conf = celery_settings()
-    needs_gpu = doc["identifier"] in ("train", "detect") or \
-        (doc["identifier"] == "split" and '"checkpoint"' in doc["wps_request"])
-    return conf["gpu_queue"] if needs_gpu else conf["cpu_queue"]
+    return conf["gpu_queue"] if doc["gpu"] else conf["cpu_queue"]
 
 
 def publish(doc):

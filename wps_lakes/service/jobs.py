@@ -73,6 +73,7 @@ def read_status_record(uuid):
 def job_document(process, wps_request, sync):
     """Everything a job process needs to rebuild and run the request."""
     return {"uuid": str(process.uuid), "identifier": process.identifier, "sync": sync,
+            "gpu": process.needs_gpu(wps_request),
             "process": process.json, "wps_request": wps_request.json, "cfgfiles": list(settings.CFGFILES)}
 
 

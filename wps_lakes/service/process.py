@@ -22,7 +22,8 @@ from pywps.response.status import WPS_STATUS
 
 from ..errors import LakesError
 from . import jobs, settings
-from .references import fetch_reference
+from .guards import local_input_file
+from .references import fetch_reference, policy_from_config
 
 LOGGER = logging.getLogger("PYWPS")
 # ProcessError strips other characters; the status document is XML-escaped by its template.
@@ -108,7 +109,8 @@ class LakesProcess(Process):
     def input_file(self, inpt):
         """Local path of a complex input: inline data, an allowed file:// link, or a fetched URL."""
         if getattr(inpt, "prop", None) == "url":
-            return str(fetch_reference(inpt.url, self.workdir, settings.reference_policy(), settings.limits()))
+            return str(fetch_reference(inpt.url, self.workdir, policy_from_config(), settings.limits()))
+        local_input_file(inpt.file, self.workdir)  # still inside the allowed folders, whatever a link became
         return inpt.file
 
     def input_files(self, request, identifier):
@@ -117,6 +119,10 @@ class LakesProcess(Process):
     def literal(self, request, identifier, default=None):
         values = request.inputs.get(identifier)
         return values[0].data if values else default
+
+    def needs_gpu(self, wps_request):
+        """Whether this request runs a model (routed to the GPU queue on Celery workers)."""
+        return self.uses_gpu
 
     def stop_requested(self):
         return jobs.stop_requested(self.uuid)

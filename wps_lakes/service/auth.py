@@ -1,0 +1,321 @@
+"""Access tokens for running and dismissing jobs: a WSGI middleware in front of the whole service.
+
+ESGF compute nodes were token-protected; so is this service when ``[esgf] tokens`` (or
+``tokens_file``) lists tokens. Then every request that starts or ends a job needs one:
+
+- at the WPS endpoint (WPS 1.0.0 and 2.0.0): Execute and Dismiss, by GET (KVP) or by POST (XML or
+  JSON); a POST whose operation cannot be told (not XML/JSON, a DOCTYPE, too large) counts as one;
+- anywhere else (OGC API - Processes): every request that is not GET, HEAD or OPTIONS, i.e.
+  ``POST /processes/{id}/execution`` and ``DELETE /jobs/{id}``.
+
+GetCapabilities, DescribeProcess, GetStatus, GetResult, status documents, outputs and the OGC API
+read requests stay open. A client gives the token as the ``COMPUTE-TOKEN`` header (the ESGF client),
+``Authorization: Bearer <token>``, or the ``api_key`` query parameter (older clients). A missing
+token gets HTTP 401, a wrong one 403: an OWS ExceptionReport at the WPS endpoint, an RFC 7807 problem
+document elsewhere. Nothing reaches the service then, so no job is created.
+
+Tokens never go further than this middleware: the headers are removed and ``api_key`` is cut out of
+the query string (and of ``RAW_URI``/``REQUEST_URI``, which the access log may show) for every
+request, protected or not, configured or not. They are compared in constant time: SHA-256 digests
+with ``hmac.compare_digest``, against every configured token.
+"""
+import hashlib
+import hmac
+import io
+import json
+import logging
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote_plus
+from xml.sax.saxutils import escape
+
+from lxml import etree
+from pywps import configuration
+
+from . import settings
+
+LOGGER = logging.getLogger("PYWPS")
+OPEN_METHODS = ("GET", "HEAD", "OPTIONS")
+PROTECTED_OPERATIONS = ("execute", "dismiss")
+OPEN_OPERATIONS = ("getcapabilities", "describeprocess", "getstatus", "getresult")
+QUERY_PARAMETER = "api_key"
+HEADER = "HTTP_COMPUTE_TOKEN"  # COMPUTE-TOKEN
+REALM = "wps_lakes"
+EXCEPTION_REPORT = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<ows:ExceptionReport xmlns:ows="http://www.opengis.net/ows/1.1" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:schemaLocation="http://www.opengis.net/ows/1.1 '
+    'http://schemas.opengis.net/ows/1.1.0/owsExceptionReport.xsd" version="1.0.0" xml:lang="en-US">\n'
+    '  <ows:Exception exceptionCode="NoApplicableCode" locator="COMPUTE-TOKEN">\n'
+    "    <ows:ExceptionText>{text}</ows:ExceptionText>\n"
+    "  </ows:Exception>\n"
+    "</ows:ExceptionReport>\n")
+MISSING = ("This request starts or ends a job, which needs an access token: send it as the COMPUTE-TOKEN header, "
+           "as 'Authorization: Bearer <token>', or as the api_key query parameter.")
+WRONG = "The access token was not accepted."
+
+
+def split_tokens(text):
+    return [t for t in re.split(r"[\s,]+", text or "") if t]
+
+
+class TokenStore:
+    """The configured tokens (``[esgf] tokens`` and the lines of ``tokens_file``), as digests.
+
+    The file is read again when it changes, so tokens can be rotated without a restart.
+    """
+
+    def __init__(self, tokens, tokens_file=None):
+        self._inline = {_digest(t) for t in split_tokens(tokens)}
+        self._file = Path(tokens_file) if tokens_file else None
+        self._file_state = None
+        self._from_file = set()
+        self._reload()
+
+    @classmethod
+    def from_config(cls):
+        section = settings.section("esgf")
+        return cls(section.get("tokens", ""), section.get("tokens_file", "").strip() or None)
+
+    def _reload(self):
+        if self._file is None:
+            return
+        try:
+            stat = self._file.stat()
+        except OSError:
+            if self._file_state != "missing":
+                LOGGER.error("tokens_file %s cannot be read: Execute is refused to all until it can", self._file)
+            self._file_state, self._from_file = "missing", {_digest("\0unreadable")}
+            return
+        state = (stat.st_mtime_ns, stat.st_size)
+        if state != self._file_state:
+            lines = self._file.read_text().splitlines()
+            self._from_file = {_digest(t) for line in lines if not line.lstrip().startswith("#")
+                               for t in split_tokens(line)}
+            self._file_state = state
+
+    @property
+    def enabled(self):
+        self._reload()
+        return bool(self._inline or self._from_file or self._file is not None)
+
+    def accepts(self, token):
+        self._reload()
+        digest = _digest(token)
+        accepted = False
+        for known in self._inline | self._from_file:
+            accepted |= hmac.compare_digest(digest, known)  # no early exit: every token is compared
+        return accepted
+
+
+def _digest(token):
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+class TokenGuard:
+    """WSGI middleware: take the tokens out of every request; refuse job requests without a valid one."""
+
+    def __init__(self, app, store=None):
+        self.app = app
+        self.store = store or TokenStore.from_config()
+        self.wps_path = getattr(app, "wps_path", "/wps")
+        self.max_body = _max_request_bytes()
+
+    def __getattr__(self, name):  # the wrapped ServiceApp's attributes (wps, outputpath, ...)
+        return getattr(self.app, name)
+
+    def __call__(self, environ, start_response):
+        tokens = take_tokens(environ)
+        if self.store.enabled and self.is_protected(environ):
+            if not tokens:
+                LOGGER.warning("refused %s %s: no access token", environ.get("REQUEST_METHOD"),
+                               environ.get("PATH_INFO"))
+                return self.refuse(environ, start_response, 401, MISSING)
+            if not any([self.store.accepts(t) for t in tokens]):
+                LOGGER.warning("refused %s %s: wrong access token", environ.get("REQUEST_METHOD"),
+                               environ.get("PATH_INFO"))
+                return self.refuse(environ, start_response, 403, WRONG)
+        return self.app(environ, start_response)
+
+    # -- what needs a token ------------------------------------------------------------------
+
+    def is_protected(self, environ):
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        path = (environ.get("PATH_INFO") or "/").rstrip("/") or "/"
+        if path != self.wps_path:
+            return method not in OPEN_METHODS
+        if method in ("GET", "HEAD"):
+            return kvp_operation(environ.get("QUERY_STRING", "")) in PROTECTED_OPERATIONS
+        if method == "OPTIONS":
+            return False
+        if method != "POST":
+            return True
+        body = read_body(environ, self.max_body)
+        if body is None:  # too large to look at: it cannot be told apart from an Execute
+            return True
+        operation = body_operation(body)
+        return operation not in OPEN_OPERATIONS
+
+    # -- refusals ------------------------------------------------------------------------------
+
+    def refuse(self, environ, start_response, status, text):
+        reason = {401: "401 Unauthorized", 403: "403 Forbidden"}[status]
+        path = (environ.get("PATH_INFO") or "/").rstrip("/") or "/"
+        if path == self.wps_path:
+            body = EXCEPTION_REPORT.format(text=escape(text)).encode()
+            content_type = "text/xml; charset=utf-8"
+        else:
+            body = json.dumps({"type": "about:blank", "title": reason[4:], "status": status, "detail": text},
+                              indent=2).encode()
+            content_type = "application/problem+json"
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        if status == 401:
+            headers.append(("WWW-Authenticate", f'Bearer realm="{REALM}"'))
+        _drain(environ)
+        start_response(reason, headers)
+        return [body]
+
+
+def protect(app):
+    """The service ``app`` behind a TokenGuard configured from ``[esgf]``."""
+    return TokenGuard(app)
+
+
+# ---------------------------------------------------------------------------------------------
+# request plumbing
+
+
+def take_tokens(environ):
+    """Remove every token from the request (headers, api_key) and return them."""
+    tokens = []
+    header = environ.pop(HEADER, None)
+    if header and header.strip():
+        tokens.append(header.strip())
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization[:7].lower() == "bearer ":
+        environ.pop("HTTP_AUTHORIZATION")
+        if authorization[7:].strip():
+            tokens.append(authorization[7:].strip())
+    query = environ.get("QUERY_STRING", "")
+    if QUERY_PARAMETER in query.lower():
+        kept, found = strip_parameter(query)
+        tokens += [t for t in found if t]
+        environ["QUERY_STRING"] = kept
+        for key in ("RAW_URI", "REQUEST_URI"):
+            uri = environ.get(key)
+            if uri and "?" in uri:
+                base, uri_query = uri.split("?", 1)
+                rest = strip_parameter(uri_query)[0]
+                environ[key] = base + ("?" + rest if rest else "")
+    return tokens
+
+
+def strip_parameter(query):
+    """``query`` without its api_key parameters (the rest byte for byte), and their values."""
+    kept, found = [], []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if unquote_plus(name).strip().lower() == QUERY_PARAMETER:
+            found.append(unquote_plus(value).strip())
+        else:
+            kept.append(part)
+    return "&".join(kept), found
+
+
+def kvp_operation(query):
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name.lower() == "request":
+            return value.strip().lower()
+    return ""
+
+
+def read_body(environ, limit):
+    """The request body (and put it back for the service); None when it is larger than ``limit``."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    length = environ.get("CONTENT_LENGTH") or ""
+    if length.strip():
+        try:
+            size = int(length)
+        except ValueError:
+            return None
+        if size > limit:
+            return None
+        body = stream.read(size) if size else b""
+    else:
+        body = stream.read(limit + 1)
+        if len(body) > limit:
+            environ["wsgi.input"] = _Chain(body, stream)
+            return None
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    return body
+
+
+def body_operation(body):
+    """The WPS operation a POST body asks for (lower case), or "" when it cannot be told."""
+    head = body.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"{"):
+        try:
+            document = json.loads(head)
+        except ValueError:
+            return ""
+        operation = document.get("operation") if isinstance(document, dict) else None
+        return operation.lower() if isinstance(operation, str) else ""
+    if not head.startswith(b"<") or re.search(rb"<!DOCTYPE|<!ENTITY", head[:65536], re.IGNORECASE):
+        return ""
+    try:
+        for _, element in etree.iterparse(io.BytesIO(head), events=("start",), resolve_entities=False,
+                                          no_network=True, load_dtd=False, huge_tree=False):
+            return etree.QName(element).localname.lower()
+    except etree.XMLSyntaxError:
+        return ""
+    return ""
+
+
+def _max_request_bytes():
+    try:
+        return int(configuration.get_size_mb(configuration.get_config_value("server", "maxrequestsize"))
+                   * 1024 * 1024)
+    except (TypeError, ValueError):
+        return 3 * 1024 * 1024
+
+
+def _drain(environ, limit=1 << 20):
+    """Read what is left of a small refused body, so the connection can be reused."""
+    stream = environ.get("wsgi.input")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if stream is not None and 0 < length <= limit and not isinstance(stream, io.BytesIO):
+        stream.read(length)
+
+
+class _Chain(io.RawIOBase):
+    """Bytes already read, then the rest of the stream."""
+
+    def __init__(self, head, rest):
+        self._head = io.BytesIO(head)
+        self._rest = rest
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        data = self._head.read(size)
+        if size is None or size < 0:
+            return data + self._rest.read()
+        if len(data) < size:
+            data += self._rest.read(size - len(data))
+        return data
+
+    def readline(self, size=-1):
+        line = self._head.readline(size)
+        if line.endswith(b"\n") or (size is not None and 0 <= size <= len(line)):
+            return line
+        return line + self._rest.readline(-1 if size is None or size < 0 else size - len(line))
+
+
+__all__ = ["TokenGuard", "TokenStore", "protect", "take_tokens"]
