@@ -92,3 +92,69 @@ class LiveServer:
     def is_healthy(self):
         response = requests.get(self.url, params={"service": "WPS", "request": "GetCapabilities"}, timeout=10)
         return response.status_code == 200 and b"Capabilities" in response.content
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, without persistence (installed by `make services`)."""
+
+    def __init__(self, folder):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = Path(folder)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+class Worker:
+    """A real `wps-lakes worker` process serving both queues for a live server's configuration."""
+
+    def __init__(self, server, name):
+        self.server, self.name = server, name
+        self.log_path = server.home / f"worker-{name}.log"
+        self.proc = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [WPS_LAKES, "worker", "--queue", "gpu,cpu", "--concurrency", "1", "-c", str(self.server.cfg),
+                 "--name", f"{self.name}@%h", "--loglevel", "INFO"], env=self.server.env,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while b"ready." not in self.log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start: {self.log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self):
+        """SIGKILL, as when a node dies."""
+        os.kill(self.proc.pid, 9)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

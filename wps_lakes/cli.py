@@ -217,12 +217,12 @@ def cmd_worker(args):
             "--loglevel", args.loglevel] + [arg for cfg in cfgfiles for arg in ("--cfg", cfg)]
     if not args.gpus:
         os.execv(sys.executable, base + ["--concurrency", str(args.concurrency),
-                                         "--name", f"wps-lakes-{args.queue.replace(',', '-')}@%h"])
+                                         "--name", args.name or f"wps-lakes-{args.queue.replace(',', '-')}@%h"])
     procs = []
     for gpu in args.gpus.split(","):
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu.strip())
-        procs.append(subprocess.Popen(base + ["--concurrency", "1", "--name", f"wps-lakes-gpu{gpu.strip()}@%h"],
-                                      env=env))
+        name = f"{args.name.split('@')[0]}-gpu{gpu.strip()}@%h" if args.name else f"wps-lakes-gpu{gpu.strip()}@%h"
+        procs.append(subprocess.Popen(base + ["--concurrency", "1", "--name", name], env=env))
 
     def forward(signum, _frame):
         for proc in procs:
@@ -407,6 +407,7 @@ def build_parser():
     worker.add_argument("--concurrency", type=int, default=1, help="jobs at once without --gpus (default 1)")
     worker.add_argument("-c", "--config", action="append", default=[], metavar="CFG",
                         help="config file with [celery], the shared paths and the job database")
+    worker.add_argument("--name", help="Celery node name, e.g. gpu-node-7@%%h (default from the queues)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 

@@ -31,9 +31,6 @@ from pywps.exceptions import ServerBusy
 from . import jobs, settings
 
 LOGGER = logging.getLogger("PYWPS")
-LOCK_TTL = 30          # seconds a job lock lives without a heartbeat
-HEARTBEAT = 10         # seconds between heartbeats
-WATCHDOG_INTERVAL = 15  # seconds between two looks for orphaned jobs
 KEY = "wps_lakes:job:{}:{}"
 ACTIVE = "wps_lakes:jobs:active"  # job id -> job document, for every job not finished
 
@@ -45,6 +42,10 @@ def celery_settings():
         "gpu_queue": section.get("gpu_queue", "gpu"),
         "cpu_queue": section.get("cpu_queue", "cpu"),
         "visibility_timeout": int(section.get("visibility_timeout", 3600)),
+        # seconds a job lock lives without a heartbeat; heartbeats come every third of it
+        "lock_ttl": int(section.get("lock_ttl", 30)),
+        # seconds between two looks of a worker's watchdog for jobs whose worker died
+        "watchdog_interval": int(section.get("watchdog_interval", 15)),
     }
 
 
@@ -129,21 +130,22 @@ def redis_unreachable(doc):
 class JobLock:
     """A Redis lock on one job, kept alive by a heartbeat thread while the job runs."""
 
-    def __init__(self, client, job_id):
+    def __init__(self, client, job_id, ttl):
         self.client, self.key, self.token = client, KEY.format(job_id, "lock"), uuidlib.uuid4().hex
+        self.ttl = ttl
         self.stopped = threading.Event()
 
     def acquire(self):
-        if not self.client.set(self.key, self.token, nx=True, ex=LOCK_TTL):
+        if not self.client.set(self.key, self.token, nx=True, ex=self.ttl):
             return False
         threading.Thread(target=self._beat, daemon=True).start()
         return True
 
     def _beat(self):
-        while not self.stopped.wait(HEARTBEAT):
+        while not self.stopped.wait(self.ttl / 3):
             if self.client.get(self.key) != self.token.encode():
                 return
-            self.client.expire(self.key, LOCK_TTL)
+            self.client.expire(self.key, self.ttl)
 
     def release(self):
         self.stopped.set()
@@ -174,7 +176,7 @@ def run_job_task(task, doc):
             jobs.mark_dismissed(job_id)
         client.hdel(ACTIVE, job_id)
         return "dropped: finished or dismissed"
-    lock = JobLock(client, job_id)
+    lock = JobLock(client, job_id, celery_settings()["lock_ttl"])
     if not lock.acquire():
         LOGGER.info("job %s is running elsewhere: duplicate delivery dropped", job_id)
         return "dropped: running elsewhere"
@@ -212,7 +214,7 @@ def watchdog_once(client):
         job = jobs.get_job(job_id)
         if job and job.status == "running" and not client.exists(KEY.format(job_id, "lock")):
             # Only one watchdog re-publishes a given orphan.
-            if client.set(KEY.format(job_id, "requeued"), "1", nx=True, ex=LOCK_TTL * 2):
+            if client.set(KEY.format(job_id, "requeued"), "1", nx=True, ex=2 * celery_settings()["lock_ttl"]):
                 LOGGER.warning("job %s lost its worker: publishing it again", job_id)
                 publish(json.loads(raw))
 
@@ -223,7 +225,7 @@ def watchdog_loop():
             watchdog_once(redis_client())
         except Exception:
             LOGGER.exception("watchdog pass failed")
-        time.sleep(WATCHDOG_INTERVAL)
+        time.sleep(celery_settings()["watchdog_interval"])
 
 
 @worker_ready.connect
