@@ -122,6 +122,7 @@ inputs:
       - fasterrcnn_resnet50_fpn
       - retinanet_resnet50_fpn
       - fcos_resnet50_fpn
+      - fcos_mobilenet_v3_large_fpn
     label: Detector architecture
     doc: Overrides the config's model type.
     inputBinding:

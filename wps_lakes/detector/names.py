@@ -6,5 +6,6 @@ MODEL_NAMES = (
     "fasterrcnn_resnet50_fpn",
     "retinanet_resnet50_fpn",
     "fcos_resnet50_fpn",
+    "fcos_mobilenet_v3_large_fpn",
 )
 DEVICE_CHOICES = ("auto", "cpu", "cuda") + tuple(f"cuda:{index}" for index in range(8))

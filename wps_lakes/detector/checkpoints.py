@@ -1,0 +1,167 @@
+"""The one checkpoint reader and writer.
+
+A checkpoint is a dict with thelper's keys (name, epoch, iter, source, version, task, outputs,
+model, model_type, model_params, optimizer, scheduler, monitor_best, monitor_best_epoch, config),
+so thelper's ``ckpt.best.pth`` loads here and ours read the same way there. Ours add ``input``
+(how tensors were built: scaling, pixel size, SRS) and ``resume`` (where training stopped, RNG states).
+Files are read with ``torch.load(weights_only=True)``: a file holding anything but tensors and plain
+data (a pickle that would run code) is refused. Writes are atomic (temporary file + rename), so a
+reader never sees half a checkpoint while training runs.
+"""
+import os
+import pickle
+import platform
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import LakesError
+from .zoo import NUM_CLASSES, build_model, resolve_model
+
+# thelper's repr of the task, so thelper reads our checkpoints as detection of background/lake.
+TASK = ("thelper.tasks.detect.Detection(class_names={'background': 0, 'lake': 1}, input_key='input', "
+        "bboxes_key='bboxes', meta_keys=[], input_shape=None, target_shape=None, target_min=None, "
+        "target_max=None, background=0, color_map={'lake': [255, 0, 0]})")
+DEFAULT_INPUT = {"scaling": "minmax", "px_size": 3.0, "srs": "EPSG:2959"}
+_CKPT_NAME = re.compile(r"^ckpt\.(\d+)\..*\.pth$")
+# numpy scalars in thelper checkpoints (its metrics are numpy floats): data only, safe to rebuild.
+_NUMPY_GLOBALS = [np.dtype, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+                  np._core.multiarray.scalar, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                  np.dtypes.Int64DType]
+
+
+def checkpoint_filename(epoch):
+    """thelper's name: ``ckpt.NNNN.<host>-<YYYYmmdd-HHMMSS>.pth``."""
+    return f"ckpt.{epoch:04d}.{platform.node() or 'host'}-{time.strftime('%Y%m%d-%H%M%S')}.pth"
+
+
+def _plain(value):
+    """numpy scalars -> Python numbers, recursively (thelper's metrics were numpy floats)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_checkpoint(path):
+    """Read a checkpoint (or a state dict) file safely; LakesError if it is not one."""
+    path = Path(path)
+    name = path.name
+    if not path.is_file():
+        raise LakesError(f"checkpoint {name!r} not found")
+    try:
+        with torch.serialization.safe_globals(_NUMPY_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc) or "global" in str(exc):
+            raise LakesError(f"{name!r} holds Python objects besides tensors and plain data; loading it could run "
+                             "code, so it is refused. Save the model's state_dict() (or a checkpoint from "
+                             "wps-lakes or thelper) instead") from None
+        raise LakesError(f"{name!r} is not a PyTorch checkpoint (.pth saved by torch.save)") from None
+    except Exception:  # torch raises many types on a file that is not a torch.save archive
+        raise LakesError(f"{name!r} is not a PyTorch checkpoint (.pth saved by torch.save)") from None
+    if not isinstance(ckpt, dict):
+        raise LakesError(f"{name!r} is not a checkpoint: it holds a {type(ckpt).__name__}, not a dict")
+    return _plain(ckpt)
+
+
+def state_dict_of(ckpt):
+    """The model weights of a checkpoint dict, or the dict itself when it is a bare state dict."""
+    state = ckpt.get("model", ckpt) if isinstance(ckpt.get("model"), dict) else ckpt
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors or len(tensors) < len(state):
+        raise LakesError("the file holds no model weights: expected a checkpoint with a 'model' state dict "
+                         "or a torchvision state dict")
+    return tensors
+
+
+def save_checkpoint(path, ckpt):
+    """Write ``ckpt`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def checkpoint_epoch(path):
+    match = _CKPT_NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def latest_checkpoint(path):
+    """The checkpoint to resume from: ``path`` itself if a file, else the newest ``ckpt.NNNN.*.pth``
+    of a session folder (or of its ``checkpoints/`` folder): highest epoch, then most recent."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    found = [p for p in folder.glob("ckpt.*.pth") if checkpoint_epoch(p) is not None]
+    if not found:
+        raise LakesError(f"no checkpoint (ckpt.NNNN.*.pth) in session folder {path.name!r}")
+    return max(found, key=lambda p: (checkpoint_epoch(p), p.stat().st_mtime_ns))
+
+
+def checkpoint_model(ckpt):
+    """(short model name, params) of a checkpoint, from its own keys or its config (thelper layout)."""
+    model_cfg = (ckpt.get("config") or {}).get("model") or {}
+    type_name = ckpt.get("model_type") or model_cfg.get("type")
+    params = ckpt.get("model_params") or model_cfg.get("params") or {}
+    if not type_name:
+        raise LakesError("the checkpoint does not say which model it holds (no model_type nor config.model)")
+    return resolve_model(type_name), dict(params)
+
+
+def checkpoint_input(ckpt):
+    """How the checkpoint's tensors were built: scaling, px_size and srs (defaults: thelper's)."""
+    if isinstance(ckpt.get("input"), dict):
+        return {**DEFAULT_INPUT, **ckpt["input"]}
+    datasets = (ckpt.get("config") or {}).get("datasets") or {}
+    params = next((d.get("params") or {} for d in datasets.values() if isinstance(d, dict)), {})
+    srs = str(params.get("srs_target", DEFAULT_INPUT["srs"]))
+    return {"scaling": params.get("scaling", "minmax"),
+            "px_size": float(params.get("px_size", DEFAULT_INPUT["px_size"])),
+            "srs": srs if ":" in srs else f"EPSG:{srs}"}
+
+
+def model_from_checkpoint(ckpt, device="cpu"):
+    """Rebuild the model a checkpoint holds, in eval mode on ``device``.
+
+    ``ckpt``: a dict from load_checkpoint or a path. Works on our checkpoints (final or written
+    mid-training) and on thelper's. Returns ``(model, info)``; info has name, epoch, iter,
+    model_type, model_params, outputs, monitor_best, monitor_best_epoch and input.
+    """
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    short, params = checkpoint_model(ckpt)
+    state = state_dict_of(ckpt)
+    model = build_model(short, params, with_weights=False)
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and expected[key].shape != tensor.shape:
+            if "cls" in key and expected[key].shape[1:] == tensor.shape[1:]:
+                classes = tensor.shape[0] * NUM_CLASSES // expected[key].shape[0]
+                raise LakesError(f"the checkpoint's model predicts {classes} classes; a lake detector has "
+                                 f"{NUM_CLASSES} (background, lake). Use a checkpoint trained for lakes")
+            raise LakesError(f"the checkpoint's weights do not fit model {short} (tensor {key} differs)")
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise LakesError(f"the checkpoint's weights do not fit model {short} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    model.load_state_dict(state, strict=False)
+    model.to(device).eval()
+    info = {key: ckpt.get(key) for key in ("name", "epoch", "iter", "source", "version", "outputs",
+                                           "monitor_best", "monitor_best_epoch")}
+    info.update(model_type=short, model_params=params, input=checkpoint_input(ckpt))
+    return model, info
