@@ -33,6 +33,7 @@ JSON, WPS 2.0.0 and OGC API - Processes)
 allowed input folders or its own work folder, whatever a link was changed to since.
 """
 import io
+import logging
 import os
 import re
 from pathlib import Path
@@ -50,6 +51,8 @@ from werkzeug.wrappers import Response
 from ..errors import LakesError
 from . import references
 
+LOGGER = logging.getLogger("PYWPS")
+
 READ_CHUNK = 1 << 16
 DRAIN_BYTES = 16 << 20   # read and drop at most this much of a refused body, so the client sees the answer
 RETRY_AFTER_S = 30
@@ -59,6 +62,14 @@ WPS2_NAMESPACE = b"http://www.opengis.net/wps/2.0"
 FILE_PATH_FORBIDDEN = re.compile(r"[?#;\x00-\x1f\x7f]")
 # Characters XML 1.0 does not allow, even escaped: an ExceptionReport echoing them is not XML.
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+# What only the server's log should see: SQL statements, driver errors, tracebacks, source paths.
+# PyWPS answers an unexpected exception while it builds a response with NoApplicableCode(str(exc)).
+INTERNAL_TEXT = re.compile(r"\[SQL:|sqlalchemy|sqlite3\.|psycopg|OperationalError|\(Background on this error|"
+                           r"Traceback \(most recent|File \"/|site-packages|/usr/lib/python", re.IGNORECASE)
+INTERNAL_MESSAGE = ("Internal error of the service (it was logged); try again later, and report it if it "
+                    "persists.")
 
 
 def xml_safe(text):
@@ -320,13 +331,20 @@ def _validate_file_input(href):
 def harden_pywps():
     """Two fixes to PyWPS, applied once: its file:// check (a string prefix test on the unresolved
     path) becomes ``allowed_file``; its ExceptionReports drop the characters XML cannot carry (PyWPS
-    echoes request values, control characters included, and the report is then not XML)."""
+    echoes request values, control characters included, and the report is then not XML) and hide what
+    only the log should see (PyWPS turns an unexpected exception into a report of its text: SQL
+    statements and their parameters, for one)."""
     pywps_basic.ComplexInput._validate_file_input = staticmethod(_validate_file_input)
     if getattr(NoApplicableCode.get_response, "wps_lakes_original", None) is None:
         original = NoApplicableCode.get_response
 
         def get_response(self, environ=None):
-            self.description = xml_safe(self.description or "")
+            description = str(self.description or "")
+            if INTERNAL_TEXT.search(description):
+                LOGGER.error("internal error, hidden from the client: %s", description)
+                description = INTERNAL_MESSAGE
+                self.code = max(int(self.code or 500), 500)
+            self.description = xml_safe(description)
             self.locator = xml_safe(self.locator or "")
             return original(self, environ)
 
@@ -334,12 +352,13 @@ def harden_pywps():
         NoApplicableCode.get_response = get_response
 
 
-def local_input_file(path, workdir):
+def local_input_file(path, *workdirs):
     """Job-time check of a file input PyWPS prepared: a file (followed through links) inside the
-    allowed input folders or the job's own work folder. Returns the resolved path; LakesError otherwise.
+    allowed input folders or the job's own work folders (the process's, and the input's: PyWPS keeps
+    the folder where the request was parsed). Returns the resolved path; LakesError otherwise.
     (Callers keep using PyWPS's name for the file: its extension tells the readers the format.)"""
     resolved = Path(os.path.realpath(path))
-    roots = allowed_roots() + [Path(os.path.realpath(workdir))]
+    roots = allowed_roots() + [Path(os.path.realpath(w)) for w in workdirs if w]
     if not _inside(resolved, roots) or not resolved.is_file():
         raise LakesError(f"input file {Path(path).name!r} is no longer a file inside the server's allowed input "
                          "folders; give it again")
