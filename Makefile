@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install services start stop status restart test test-all lint docs demo bench cwl clean
+.PHONY: help install services start stop status restart test test-all lint docs demo bench bench-training cwl clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -53,8 +53,11 @@ demo: install  ## scene -> train -> detect -> split against the started service
 cwl: install  ## regenerate cwl/ (CWL tools, workflow, deploy bodies) from the process definitions
 	$(BIN)/python -m wps_lakes.cwl
 
-bench: install  ## run the benchmarks, write benchmarks/results/ and docs/performance.rst
+bench: install services  ## run the benchmarks (about 20 min), write benchmarks/results/ and docs/performance.rst
 	$(BIN)/python -m benchmarks
+
+bench-training: install  ## the 30-minute training quality run (benchmarks/results/training_cpu.json)
+	$(BIN)/python -m benchmarks.bench_training --json benchmarks/results/training_cpu.json
 
 clean:  ## remove the virtualenv, caches and build output
 	-@test -x $(BIN)/wps-lakes && $(BIN)/wps-lakes stop >/dev/null 2>&1 || true

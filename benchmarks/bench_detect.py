@@ -1,7 +1,7 @@
 """Detection benchmark: end-to-end cost against the model's own forward time, merge quality, memory.
 
-    .venv/bin/python -m benchmarks.bench_detect                     # 6 km scene, memory at 6 and 12 km
-    .venv/bin/python -m benchmarks.bench_detect --quick             # 3 km scene, memory at 3 and 6 km
+    .venv/bin/python -m benchmarks.bench_detect                     # 6 km scene, memory at 2k, 6k, 20k px
+    .venv/bin/python -m benchmarks.bench_detect --quick             # 3 km scene, memory at 2k and 6k px
     .venv/bin/python -m benchmarks.bench_detect --checkpoint CKPT   # a trained detector (else a fresh model)
     .venv/bin/python -m benchmarks.bench_detect --model fasterrcnn_resnet50_fpn --device cuda --batch-size 8
 
@@ -15,7 +15,9 @@ tile's boxes, on the same raw tile predictions: those of a perfect per-tile dete
 lake box clipped to every tile that sees part of it) and, with ``--checkpoint``, the model's
 (score threshold 0.05) on five scenes (one with ``--quick``).
 
-Memory: peak RSS of ``detect`` on a small and a large scene, each in its own process (fast model).
+Memory: peak RSS of ``detect`` on rasters of 2 000, 6 000 and 20 000 px a side (20 000 px: 1.5 GiB of
+float32) with lakes in the same 2 000 px corner, each in its own process (fast model): the tiles the
+model sees are the same, so any growth is what the raster size costs. Target: flat within 20%.
 """
 import argparse
 import json
@@ -44,6 +46,8 @@ from wps_lakes.detector.zoo import build_model, qualified_name
 from wps_lakes.geodata import iter_tiles, make_scene, open_dem, read_vector
 from wps_lakes.geodata.tiles import tile_grids
 from wps_lakes.hydro import evaluate_detections, truth_lake_boxes
+
+from .bench_geodata import memory_inputs
 
 SEED = 21                  # a scene no training run used
 MERGE_SEEDS = (21, 22, 23, 24, 25)
@@ -134,16 +138,18 @@ def merge_quality(predictions, truth):
     return out
 
 
-def memory(workdir, sizes, checkpoint):
-    """Peak RSS of detect on scenes of the given sizes, each in a fresh process."""
+def memory(workdir, sizes_px, checkpoint, water_px=2000):
+    """Peak RSS of detect on rasters of the given sizes (px a side) with the same lakes (in their
+    top-left ``water_px`` square, so the model sees the same tiles), each in a fresh process."""
     out = {}
-    for size in sizes:
-        paths = make_scene(workdir / f"mem{size}", seed=SEED, size_m=size)
+    for px in sizes_px:
+        dem, hydro = memory_inputs(workdir, px, water_px)
         run = subprocess.run([sys.executable, "-m", "benchmarks.bench_detect", "--memory-child", str(checkpoint),
-                              str(paths["dem"]), str(paths["hydro"])], check=True, capture_output=True, text=True,
+                              str(dem), str(hydro)], check=True, capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parents[1])
-        out[f"{size / 1000:g}km"] = json.loads(run.stdout.splitlines()[-1])
-    first, last = out[f"{sizes[0] / 1000:g}km"], out[f"{sizes[-1] / 1000:g}km"]
+        out[f"{px}px"] = {"raster_mb": round(dem.stat().st_size / 2**20), **json.loads(run.stdout.splitlines()[-1])}
+        dem.unlink()
+    first, last = out[f"{sizes_px[0]}px"], out[f"{sizes_px[-1]}px"]
     out["rss_growth_pct"] = round(100 * (last["peak_rss_mib"] / first["peak_rss_mib"] - 1), 1)
     return out
 
@@ -183,14 +189,14 @@ def run(quick=False, checkpoint=None, model=None, device="auto", batch_size=None
             means = {f"mean_ap_{merge}": round(float(np.mean([f[merge]["ap"] for f in per_scene.values()])), 4)
                      for merge in ("fuse", "union")}
             figures["merge_checkpoint"] = {**per_scene, **means}
-        figures["memory"] = memory(workdir, (3000, 6000) if quick else (6000, 12_000), fast)
+        figures["memory"] = memory(workdir, (2000, 6000) if quick else (2000, 6000, 20_000), fast)
     print(json.dumps(figures, indent=1))
     return figures
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 km scene, memory at 3 and 6 km")
+    parser.add_argument("--quick", action="store_true", help="3 km scene, memory at 2k and 6k px")
     parser.add_argument("--checkpoint", help="a trained detector (default: a freshly initialised model)")
     parser.add_argument("--model", help=f"fresh model to time without --checkpoint (default {FAST[0]})")
     parser.add_argument("--device", default="auto")

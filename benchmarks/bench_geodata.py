@@ -85,7 +85,7 @@ def tiling_memory(workdir, small_px, large_px):
     """Peak RSS (MiB) of tiling a small and a large raster, each in its own process."""
     figures = {}
     for label, px in (("small", small_px), ("large", large_px)):
-        dem_path, hydro_path = _memory_inputs(workdir, px)
+        dem_path, hydro_path = memory_inputs(workdir, px)
         out = subprocess.run([sys.executable, "-m", "benchmarks.bench_geodata", "--tile-only", str(dem_path),
                               str(hydro_path)], check=True, capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parents[1])
@@ -100,9 +100,10 @@ def tiling_memory(workdir, small_px, large_px):
     return figures
 
 
-def _memory_inputs(workdir, px):
-    """A px x px float32 tiled GeoTIFF of gentle terrain (written in strips) and lakes all over it."""
-    x0, y0, size = 300_000.0, 5_100_000.0, px * 3.0
+def memory_inputs(workdir, px, water_px=None):
+    """A px x px float32 tiled GeoTIFF of gentle terrain (written in strips) and lakes all over it, or
+    only in its top-left ``water_px`` square (then every raster size has the same tiles with water)."""
+    x0, y0 = 300_000.0, 5_100_000.0
     dem_path = workdir / f"dem_{px}.tif"
     profile = dict(driver="GTiff", width=px, height=px, count=1, dtype="float32", crs="EPSG:2959",
                    transform=rasterio.Affine(3.0, 0, x0, 0, -3.0, y0), nodata=-9999.0, tiled=True,
@@ -113,8 +114,8 @@ def _memory_inputs(workdir, px):
             rows = np.arange(row, min(row + 1024, px), dtype=np.float32)[:, None]
             strip = 150 + 10 * np.sin(cols / 700) * np.cos(rows / 900) + 0.001 * (rows + cols)
             out.write(strip.astype(np.float32), 1, window=Window(0, row, px, len(rows)))
-    centres = np.arange(LAKE_SPACING_M / 2, size, LAKE_SPACING_M)
-    lakes = [Point(x0 + cx, y0 - size + cy).buffer(120) for cx in centres for cy in centres]
+    centres = np.arange(LAKE_SPACING_M / 2, (water_px or px) * 3.0, LAKE_SPACING_M)
+    lakes = [Point(x0 + cx, y0 - cy).buffer(120) for cx in centres for cy in centres]
     hydro = gpd.GeoDataFrame({"TYPECE": "21", "OBJECTID": np.arange(len(lakes))}, geometry=lakes, crs="EPSG:2959")
     hydro_path = write_geojson(hydro, workdir / f"hydro_{px}.geojson", crs="EPSG:2959")
     return dem_path, hydro_path

@@ -27,12 +27,10 @@ inputs:
       ckpt.best.pth.'
     format: iana:application/octet-stream
   raster:
-    type:
-      type: array
-      items: File
+    type: File
     label: Digital elevation model (GeoTIFF)
     doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m by
-      default). Several adjacent tiles may be given; they are mosaicked.
+      default).
     format:
     - ogc:geotiff
     - iana:image/tiff

@@ -46,19 +46,31 @@ inputs:
       position: 1
       prefix: --checkpoint
   raster:
-    type:
-      type: array
-      items: File
-      inputBinding:
-        prefix: --raster
+    type: File
     label: Digital elevation model (GeoTIFF)
     doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m by
-      default). Several adjacent tiles may be given; they are mosaicked.
+      default).
     format:
     - ogc:geotiff
     - iana:image/tiff
     inputBinding:
       position: 2
+      prefix: --raster
+  adjacent_raster:
+    type:
+    - 'null'
+    - type: array
+      items: File
+      inputBinding:
+        prefix: --raster
+    label: Adjacent DEM tiles (GeoTIFF)
+    doc: 'More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or birdy.WPSClient:
+      birdy''s command line cannot send an input given more than once.'
+    format:
+    - ogc:geotiff
+    - iana:image/tiff
+    inputBinding:
+      position: 3
   vector:
     type: File
     label: Hydrography
@@ -71,7 +83,7 @@ inputs:
     - iana:application/x-zipped-shp
     - iana:application/geopackage+sqlite3
     inputBinding:
-      position: 3
+      position: 4
       prefix: --vector
   score_threshold:
     type: float
@@ -79,7 +91,7 @@ inputs:
     doc: Detections scoring below this confidence are dropped (0 to 1).
     default: 0.5
     inputBinding:
-      position: 4
+      position: 5
       prefix: --score-threshold
   tile_size:
     type: int
@@ -87,7 +99,7 @@ inputs:
     doc: Side of the square tiles the region is cut into.
     default: 500
     inputBinding:
-      position: 5
+      position: 6
       prefix: --tile-size
   tile_overlap:
     type: int
@@ -95,7 +107,7 @@ inputs:
     doc: Overlap between neighbouring tiles; detections across borders are merged.
     default: 100
     inputBinding:
-      position: 6
+      position: 7
       prefix: --tile-overlap
   crs:
     type: string
@@ -104,7 +116,7 @@ inputs:
       member.'
     default: EPSG:4326
     inputBinding:
-      position: 7
+      position: 8
       prefix: --crs
 outputs:
   detections:

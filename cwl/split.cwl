@@ -75,18 +75,31 @@ inputs:
   raster:
     type:
     - 'null'
-    - type: array
-      items: File
-      inputBinding:
-        prefix: --raster
+    - File
     label: Digital elevation model (GeoTIFF)
     doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m by
-      default). Several adjacent tiles may be given; they are mosaicked.
+      default).
     format:
     - ogc:geotiff
     - iana:image/tiff
     inputBinding:
       position: 4
+      prefix: --raster
+  adjacent_raster:
+    type:
+    - 'null'
+    - type: array
+      items: File
+      inputBinding:
+        prefix: --raster
+    label: Adjacent DEM tiles (GeoTIFF)
+    doc: 'More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or birdy.WPSClient:
+      birdy''s command line cannot send an input given more than once.'
+    format:
+    - ogc:geotiff
+    - iana:image/tiff
+    inputBinding:
+      position: 5
   method:
     type:
       type: enum
@@ -99,7 +112,7 @@ inputs:
       for comparison.'
     default: refined
     inputBinding:
-      position: 5
+      position: 6
       prefix: --method
   score_threshold:
     type: float
@@ -107,7 +120,7 @@ inputs:
     doc: Detections scoring below this confidence are dropped (0 to 1).
     default: 0.5
     inputBinding:
-      position: 6
+      position: 7
       prefix: --score-threshold
 outputs:
   lakes:

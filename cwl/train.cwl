@@ -72,19 +72,31 @@ inputs:
       detector. Its dataset file paths are replaced by the raster and vector inputs.'
     format: iana:application/json
   raster:
-    type:
-      type: array
-      items: File
-      inputBinding:
-        prefix: --raster
+    type: File
     label: Digital elevation model (GeoTIFF)
     doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m by
-      default). Several adjacent tiles may be given; they are mosaicked.
+      default).
     format:
     - ogc:geotiff
     - iana:image/tiff
     inputBinding:
       position: 2
+      prefix: --raster
+  adjacent_raster:
+    type:
+    - 'null'
+    - type: array
+      items: File
+      inputBinding:
+        prefix: --raster
+    label: Adjacent DEM tiles (GeoTIFF)
+    doc: 'More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or birdy.WPSClient:
+      birdy''s command line cannot send an input given more than once.'
+    format:
+    - ogc:geotiff
+    - iana:image/tiff
+    inputBinding:
+      position: 3
   vector:
     type: File
     label: Hydrography with lake/river labels
@@ -97,7 +109,7 @@ inputs:
     - iana:application/x-zipped-shp
     - iana:application/geopackage+sqlite3
     inputBinding:
-      position: 3
+      position: 4
       prefix: --vector
   checkpoint:
     type:
@@ -126,7 +138,7 @@ inputs:
     label: Detector architecture
     doc: Overrides the config's model type.
     inputBinding:
-      position: 6
+      position: 7
       prefix: --model
   epochs:
     type:
@@ -135,7 +147,7 @@ inputs:
     label: Epochs
     doc: Overrides the config's trainer epochs.
     inputBinding:
-      position: 7
+      position: 8
       prefix: --epochs
   batch_size:
     type:
@@ -144,7 +156,7 @@ inputs:
     label: Batch size
     doc: Overrides the config's loader batch size.
     inputBinding:
-      position: 8
+      position: 9
       prefix: --batch-size
   learning_rate:
     type:
@@ -153,7 +165,7 @@ inputs:
     label: Learning rate
     doc: Overrides the optimizer's learning rate.
     inputBinding:
-      position: 9
+      position: 10
       prefix: --lr
   device:
     type:
@@ -162,7 +174,7 @@ inputs:
     label: Device
     doc: auto (a GPU when the worker has one), cpu, cuda or cuda:N.
     inputBinding:
-      position: 10
+      position: 11
       prefix: --device
 outputs:
   best_checkpoint:

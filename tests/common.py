@@ -146,8 +146,8 @@ class Worker:
         return self
 
     def kill(self):
-        """SIGKILL, as when a node dies."""
-        os.kill(self.proc.pid, 9)
+        """SIGKILL to the worker and its pool processes, as when a node dies."""
+        os.killpg(self.proc.pid, 9)
         self.proc.wait()
 
     def stop(self):

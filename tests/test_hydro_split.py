@@ -167,6 +167,12 @@ def test_detections_far_from_the_waterbodies_are_refused(waterbody):
         split_waterbodies(waterbody, wrong)
 
 
+def test_a_dem_of_another_area_is_refused(tmp_path, waterbody):
+    elsewhere = write_dem(tmp_path / "elsewhere.tif", [], [], bounds=(X0 + 50_000, Y0, X0 + 51_000, Y0 + 1000))
+    with pytest.raises(LakesError, match="the DEM and the hydro layer do not overlap"):
+        split_waterbodies(waterbody, None, dem=[elsewhere])
+
+
 def test_unknown_method_is_refused(waterbody):
     with pytest.raises(LakesError, match="unknown split method 'magic'"):
         split_waterbodies(waterbody, None, method="magic")

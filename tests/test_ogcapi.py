@@ -145,7 +145,8 @@ def test_process_list_and_descriptions(base):
     assert split["inputs"]["score_threshold"]["schema"] == {"type": "number", "minimum": 0.0, "maximum": 1.0,
                                                             "default": 0.5}
     raster = split["inputs"]["raster"]
-    assert raster["maxOccurs"] == 20 and raster["minOccurs"] == 0
+    assert raster["maxOccurs"] == 1 and raster["minOccurs"] == 0
+    assert split["inputs"]["adjacent_raster"]["maxOccurs"] == 19
     assert raster["schema"]["oneOf"][0] == {"type": "string", "contentEncoding": "base64",
                                             "contentMediaType": "image/tiff; subtype=geotiff"}
     vector = split["inputs"]["vector"]["schema"]["oneOf"]

@@ -250,7 +250,8 @@ def test_describe_process_document(live_server):
     inputs = {i.findtext("ows:Identifier", namespaces=NS): i for i in split.findall("wps:Input", NS)}
     raster_formats = [f.get("mimeType") for f in inputs["raster"].findall("wps:ComplexData/wps:Format", NS)]
     assert raster_formats == ["image/tiff; subtype=geotiff", "image/tiff"]
-    assert inputs["raster"].get("maxOccurs") == "20" and inputs["vector"].get("minOccurs") == "1"
+    assert inputs["raster"].get("maxOccurs") == "1" and inputs["adjacent_raster"].get("maxOccurs") == "19"
+    assert inputs["vector"].get("minOccurs") == "1"
     # LiteralDataDomain is a local element of dataTypes.xsd, which has no elementFormDefault: unqualified
     method = inputs["method"].find("wps:LiteralData/LiteralDataDomain", NS)
     assert method.get("default") == "true"

@@ -48,13 +48,15 @@ HEADER = ("#!/usr/bin/env cwl-runner\n"
 
 # How each WPS input reaches `wps-lakes <command>`: its option, or None where `arguments` handles it.
 BINDINGS = {
-    "train": {"config": None, "raster": "--raster", "vector": "--vector", "checkpoint": None, "resume": None,
+    "train": {"config": None, "raster": "--raster", "adjacent_raster": "--raster", "vector": "--vector",
+              "checkpoint": None, "resume": None,
               "model": "--model", "epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr",
               "device": "--device"},
-    "detect": {"checkpoint": "--checkpoint", "raster": "--raster", "vector": "--vector",
+    "detect": {"checkpoint": "--checkpoint", "raster": "--raster", "adjacent_raster": "--raster", "vector": "--vector",
                "score_threshold": "--score-threshold", "tile_size": "--tile-size", "tile_overlap": "--tile-overlap",
                "crs": "--crs"},
     "split": {"vector": "--vector", "detections": "--detections", "checkpoint": "--checkpoint", "raster": "--raster",
+              "adjacent_raster": "--raster",
               "method": "--method", "score_threshold": "--score-threshold"},
 }
 

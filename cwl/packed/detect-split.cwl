@@ -33,12 +33,10 @@ $graph:
         ckpt.best.pth.'
       format: iana:application/octet-stream
     raster:
-      type:
-        type: array
-        items: File
+      type: File
       label: Digital elevation model (GeoTIFF)
       doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m
-        by default). Several adjacent tiles may be given; they are mosaicked.
+        by default).
       format:
       - ogc:geotiff
       - iana:image/tiff
@@ -170,19 +168,31 @@ $graph:
         position: 1
         prefix: --checkpoint
     raster:
-      type:
-        type: array
-        items: File
-        inputBinding:
-          prefix: --raster
+      type: File
       label: Digital elevation model (GeoTIFF)
       doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m
-        by default). Several adjacent tiles may be given; they are mosaicked.
+        by default).
       format:
       - ogc:geotiff
       - iana:image/tiff
       inputBinding:
         position: 2
+        prefix: --raster
+    adjacent_raster:
+      type:
+      - 'null'
+      - type: array
+        items: File
+        inputBinding:
+          prefix: --raster
+      label: Adjacent DEM tiles (GeoTIFF)
+      doc: 'More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or birdy.WPSClient:
+        birdy''s command line cannot send an input given more than once.'
+      format:
+      - ogc:geotiff
+      - iana:image/tiff
+      inputBinding:
+        position: 3
     vector:
       type: File
       label: Hydrography
@@ -195,7 +205,7 @@ $graph:
       - iana:application/x-zipped-shp
       - iana:application/geopackage+sqlite3
       inputBinding:
-        position: 3
+        position: 4
         prefix: --vector
     score_threshold:
       type: float
@@ -203,7 +213,7 @@ $graph:
       doc: Detections scoring below this confidence are dropped (0 to 1).
       default: 0.5
       inputBinding:
-        position: 4
+        position: 5
         prefix: --score-threshold
     tile_size:
       type: int
@@ -211,7 +221,7 @@ $graph:
       doc: Side of the square tiles the region is cut into.
       default: 500
       inputBinding:
-        position: 5
+        position: 6
         prefix: --tile-size
     tile_overlap:
       type: int
@@ -219,7 +229,7 @@ $graph:
       doc: Overlap between neighbouring tiles; detections across borders are merged.
       default: 100
       inputBinding:
-        position: 6
+        position: 7
         prefix: --tile-overlap
     crs:
       type: string
@@ -228,7 +238,7 @@ $graph:
         crs member.'
       default: EPSG:4326
       inputBinding:
-        position: 7
+        position: 8
         prefix: --crs
   outputs:
     detections:
@@ -314,18 +324,31 @@ $graph:
     raster:
       type:
       - 'null'
-      - type: array
-        items: File
-        inputBinding:
-          prefix: --raster
+      - File
       label: Digital elevation model (GeoTIFF)
       doc: High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, EPSG:2959 at 3 m
-        by default). Several adjacent tiles may be given; they are mosaicked.
+        by default).
       format:
       - ogc:geotiff
       - iana:image/tiff
       inputBinding:
         position: 4
+        prefix: --raster
+    adjacent_raster:
+      type:
+      - 'null'
+      - type: array
+        items: File
+        inputBinding:
+          prefix: --raster
+      label: Adjacent DEM tiles (GeoTIFF)
+      doc: 'More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or birdy.WPSClient:
+        birdy''s command line cannot send an input given more than once.'
+      format:
+      - ogc:geotiff
+      - iana:image/tiff
+      inputBinding:
+        position: 5
     method:
       type:
         type: enum
@@ -338,7 +361,7 @@ $graph:
         river), for comparison.'
       default: refined
       inputBinding:
-        position: 5
+        position: 6
         prefix: --method
     score_threshold:
       type: float
@@ -346,7 +369,7 @@ $graph:
       doc: Detections scoring below this confidence are dropped (0 to 1).
       default: 0.5
       inputBinding:
-        position: 6
+        position: 7
         prefix: --score-threshold
   outputs:
     lakes:

@@ -67,6 +67,7 @@ class TrainResult:
     monitor: str
     best_value: float | None
     history: list = field(default_factory=list)   # the epoch records of metrics.jsonl
+    stop_reason: str | None = None   # why it ended early ("stop requested", the time limit), None if it did not
 
 
 def resolve_device(spec):
@@ -487,7 +488,7 @@ def _train(config, session_dir, say, resume_path, resume_ckpt, init_checkpoint, 
                        session.curves_png if session.curves_png.is_file() else None,
                        session_dir / "logs" / "trainer.log", session.tb_dir, session.epoch, stop_reason is not None,
                        session.monitor, session.monitor_best if session.monitor_best_epoch >= 0 else None,
-                       list(session.history))
+                       list(session.history), stop_reason)
 
 
 def _epoch_message(session):

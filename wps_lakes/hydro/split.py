@@ -39,7 +39,7 @@ from scipy import ndimage
 from ..errors import LakesError
 from ..geodata.grid import Grid, crs_string
 from ..geodata.rasters import open_dem
-from ..geodata.vectors import LAKE, RIVER, read_vector, write_geojson
+from ..geodata.vectors import LAKE, RIVER, check_overlap, read_vector, write_geojson
 from ..limits import DEFAULT_LIMITS
 from .quicklook import split_quicklook
 
@@ -95,6 +95,8 @@ def split_waterbodies(waterbodies, detections, dem=None, method="refined", param
         parts = [_parts(geom.intersection(boxes), geom.difference(boxes)) for geom in waterbodies.geometry]
     else:
         with _opened_dem(dem, crs, limits) as source:
+            if source is not None and not waterbodies.empty:
+                check_overlap(waterbodies, source.grid)  # a DEM elsewhere would be ignored without a word
             parts = [_refined(geom, crs, boxes, source, params) for geom in waterbodies.geometry]
     return _result(waterbodies, parts)
 

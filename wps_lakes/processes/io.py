@@ -22,12 +22,24 @@ METADATA = [
 ]
 
 
-def raster_input(min_occurs=1):
-    return ComplexInput(
-        "raster", "Digital elevation model (GeoTIFF)",
-        abstract="High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, "
-                 "EPSG:2959 at 3 m by default). Several adjacent tiles may be given; they are mosaicked.",
-        supported_formats=GEOTIFF, min_occurs=min_occurs, max_occurs=20)
+def raster_inputs(min_occurs=1):
+    """The DEM: ``raster`` (one GeoTIFF) and ``adjacent_raster`` (more tiles, mosaicked with it).
+
+    Two inputs rather than one that occurs many times: birdy's command line (0.10) sends an input
+    that may occur more than once as the text of a Python tuple, so ``birdy train --raster`` would
+    break for everyone; only users with several tiles need ``adjacent_raster``."""
+    return [
+        ComplexInput(
+            "raster", "Digital elevation model (GeoTIFF)",
+            abstract="High-resolution DEM as GeoTIFF, any CRS and resolution (reprojected to the work SRS, "
+                     "EPSG:2959 at 3 m by default).",
+            supported_formats=GEOTIFF, min_occurs=min_occurs, max_occurs=1),
+        ComplexInput(
+            "adjacent_raster", "Adjacent DEM tiles (GeoTIFF)",
+            abstract="More DEM tiles next to raster, mosaicked with it (up to 19). Give them with OWSLib or "
+                     "birdy.WPSClient: birdy's command line cannot send an input given more than once.",
+            supported_formats=GEOTIFF, min_occurs=0, max_occurs=19),
+    ]
 
 
 def vector_input(title, abstract):

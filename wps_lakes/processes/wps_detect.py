@@ -9,7 +9,7 @@ from .io import (
     checkpoint_input,
     file_output,
     quicklook_output,
-    raster_input,
+    raster_inputs,
     score_threshold_input,
     vector_input,
 )
@@ -22,7 +22,7 @@ class Detect(LakesProcess):
         inputs = [
             checkpoint_input("Trained lake detector: a checkpoint of the train process (also one taken while "
                              "training runs) or a thelper ckpt.best.pth.", min_occurs=1),
-            raster_input(),
+            *raster_inputs(),
             vector_input("Hydrography", "Waterbody polygons (GeoJSON, zipped Shapefile or GeoPackage, any CRS); "
                          "tiles without water are skipped. TYPECE is not needed."),
             score_threshold_input(),
@@ -56,7 +56,7 @@ class Detect(LakesProcess):
 
         response.update_status("Fetching the inputs", 2)
         paths = detect_to_files(
-            self.input_file(request.inputs["checkpoint"][0]), self.input_files(request, "raster"),
+            self.input_file(request.inputs["checkpoint"][0]), self.rasters(request),
             self.input_file(request.inputs["vector"][0]), self.output_dir(),
             score_threshold=self.literal(request, "score_threshold", 0.5),
             tile_size=self.literal(request, "tile_size", 500), tile_overlap=self.literal(request, "tile_overlap", 100),

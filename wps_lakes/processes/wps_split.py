@@ -9,7 +9,7 @@ from .io import (
     checkpoint_input,
     file_output,
     quicklook_output,
-    raster_input,
+    raster_inputs,
     score_threshold_input,
 )
 
@@ -29,7 +29,7 @@ class Split(LakesProcess):
                          "and the DEM to detect them first.",
                 supported_formats=VECTOR, min_occurs=0, max_occurs=1),
             checkpoint_input("Trained lake detector, used to detect lakes first when no detections are given."),
-            raster_input(min_occurs=0),
+            *raster_inputs(min_occurs=0),
             LiteralInput(
                 "method", "Split method", data_type="string", default="refined", min_occurs=0,
                 allowed_values=["refined", "boxes"],
@@ -64,7 +64,7 @@ class Split(LakesProcess):
 
         detections = self.input_files(request, "detections")
         checkpoint = self.input_files(request, "checkpoint")
-        rasters = self.input_files(request, "raster")
+        rasters = self.rasters(request)
         response.update_status("Reading the waterbodies", 5)
         paths = split_to_files(
             self.input_file(request.inputs["vector"][0]), self.output_dir(),

@@ -8,10 +8,11 @@ import time
 
 from pywps import ComplexInput, LiteralInput
 from pywps.inout.literaltypes import AllowedValue
+from pywps.response.status import WPS_STATUS
 
 from ..errors import LakesError
 from ..service.process import PROGRESS_INTERVAL, LakesProcess
-from .io import CHECKPOINT, JSON, METADATA, PNG, TEXT, checkpoint_input, file_output, raster_input, vector_input
+from .io import CHECKPOINT, JSON, METADATA, PNG, TEXT, checkpoint_input, file_output, raster_inputs, vector_input
 
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -30,7 +31,7 @@ class Train(LakesProcess):
                          "defaults train the CPU-friendly detector. Its dataset file paths are replaced by the "
                          "raster and vector inputs.",
                 supported_formats=[JSON], min_occurs=0, max_occurs=1),
-            raster_input(),
+            *raster_inputs(),
             vector_input("Hydrography with lake/river labels",
                          "Waterbody polygons with TYPECE (\"21\" lake, \"10\" river) and OBJECTID: GeoJSON, zipped "
                          "Shapefile or GeoPackage, any CRS."),
@@ -91,7 +92,7 @@ class Train(LakesProcess):
                                                                   "device")}
         config = load_config(config_source, overrides={k: v for k, v in overrides.items() if v is not None},
                              limits=self.limits())
-        config = config.with_data(rasters=self.input_files(request, "raster"),
+        config = config.with_data(rasters=self.rasters(request),
                                   vector=self.input_file(request.inputs["vector"][0]))
         outdir = self.output_dir()
         # A redelivered job (its worker died) continues from the newest checkpoint it wrote.
@@ -104,11 +105,15 @@ class Train(LakesProcess):
             limits=self.limits())
         if result.stopped:
             self.check_stop()
+        done = f"{result.epochs_done} epoch(s), best {result.monitor} {result.best_value or 0:.4f}"
+        if result.stop_reason:  # the server's time limit ended it: say so in the final status
+            done += f"; ended early: {result.stop_reason}"
         for identifier, path in (("best_checkpoint", result.best_checkpoint),
                                  ("latest_checkpoint", result.last_checkpoint), ("metrics", result.metrics_path),
                                  ("curves", result.curves_path), ("log", result.log_path),
                                  ("output", result.best_checkpoint)):
             response.publish(identifier, path)
+        response._update_status(WPS_STATUS.SUCCEEDED, f"Training done: {done}", 100)  # PyWPS's own says nothing
 
     def config_source(self, request):
         inputs = request.inputs.get("config")

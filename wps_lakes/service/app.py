@@ -1,19 +1,24 @@
 """The WSGI application: routes /wps to PyWPS and /outputs to the output folder."""
 import logging
+import mimetypes
 import os
+import re
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pywps import configuration
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.utils import send_from_directory
-from werkzeug.wrappers import Request
+from werkzeug.wrappers import Request, Response
 
 from ..processes import get_processes
-from . import settings
+from . import database, jobs, settings
+from .documents import DocumentCache
 from .guards import GuardedService, guard_request
 
 LOGGER = logging.getLogger("PYWPS")
+STATUS_DOCUMENT = re.compile(r"[0-9a-fA-F-]{36}\.xml")  # <outputpath>/<job uuid>.xml
 
 
 def default_home():
@@ -23,7 +28,16 @@ def default_home():
 def prepare_folders():
     """Create the folders the configuration names, so a fresh install starts cleanly."""
     for option in ("outputpath", "workdir"):
-        Path(configuration.get_config_value("server", option)).mkdir(parents=True, exist_ok=True)
+        folder = Path(configuration.get_config_value("server", option))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            # Jobs write status documents and outputs here (workers too, on a shared mount).
+            raise SystemExit(f"[server] {option} = {folder} is not a writable folder here ({exc.strerror}); "
+                             "create it or mount it read-write (workers share it with the web server)") from None
     database = configuration.get_config_value("logging", "database")
     if database.startswith("sqlite:///") and ":memory:" not in database:
         Path(database[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +50,7 @@ def load_config(cfgfiles):
     default_home()
     configuration.load_configuration(list(cfgfiles))
     prepare_folders()
+    database.keep_open(configuration.get_config_value("logging", "database"))
 
 
 class ServiceApp:
@@ -51,6 +66,8 @@ class ServiceApp:
         self.outputpath = configuration.get_config_value("server", "outputpath")
         self.outputs_prefix = urlparse(configuration.get_config_value("server", "outputurl")).path.rstrip("/")
         self.wps_path = urlparse(configuration.get_config_value("server", "url")).path.rstrip("/") or "/wps"
+        self.wps_documents = DocumentCache(self.wps)  # PyWPS, with its capabilities and descriptions kept
+        threading.Thread(target=jobs.start_job_server, daemon=True, name="job-fork-server").start()
         self.ogcapi = None  # OGC API - Processes, built on first use
 
     def __call__(self, environ, start_response):
@@ -89,5 +106,19 @@ class ServiceApp:
         return response
 
     def serve_output(self, request, relative_path):
+        if STATUS_DOCUMENT.fullmatch(relative_path):
+            return self.serve_status_document(relative_path)
         # send_from_directory refuses paths that escape the folder.
         return send_from_directory(self.outputpath, relative_path, request.environ)
+
+    def serve_status_document(self, name):
+        """A job's status document, read whole from one open file. The job replaces it (renames a new
+        one over it) while it runs; send_from_directory sizes a file by its name and then opens it,
+        so a replacement in between sent one version cut to the other's length."""
+        try:
+            with open(os.path.join(self.outputpath, name), "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFound() from None
+        return Response(data, mimetype=mimetypes.guess_type(name)[0] or "application/xml",
+                        headers={"Cache-Control": "no-cache"})

@@ -10,13 +10,16 @@
   and reported as an internal error with the job id.
 """
 import logging
+import os
 import re
+import threading
 import time
 
 from pywps import dblog
 from pywps.app.exceptions import ProcessError
 from pywps.app.Process import Process
-from pywps.exceptions import ServerBusy, StorageNotSupported
+from pywps.exceptions import NoApplicableCode, ServerBusy, StorageNotSupported
+from pywps.inout.storage.file import FileStorage
 from pywps.response.execute import ExecuteResponse
 from pywps.response.status import WPS_STATUS
 
@@ -53,6 +56,29 @@ class LakesExecuteResponse(ExecuteResponse):
         super()._update_status(status, message, status_percentage, clean)
         jobs.write_status_record(self.uuid, self.process.identifier, status, message, status_percentage,
                                  self.published)
+
+    def _update_status_file(self):
+        """Replace the status document atomically. PyWPS rewrites it in place (open "w", write), so a
+        client polling at that moment read it empty or cut short; here a temporary file beside it is
+        written and renamed over it, and a reader sees the old document or the new one."""
+        store = self.process.status_store
+        if not isinstance(store, FileStorage):
+            return super()._update_status_file()
+        path = store.location(self.process.status_filename)
+        tmp = os.path.join(os.path.dirname(path),
+                           f".{os.path.basename(path)}.{os.getpid()}-{threading.get_ident()}.tmp")
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            data = self.doc if isinstance(self.doc, bytes) else str(self.doc).encode("utf-8")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except Exception as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise NoApplicableCode(f"Writing the status document failed: {type(exc).__name__}") from None
 
     def publish(self, identifier, path):
         """Set an output to a file inside the job's output folder, by URL when by reference."""
@@ -110,11 +136,19 @@ class LakesProcess(Process):
         """Local path of a complex input: inline data, an allowed file:// link, or a fetched URL."""
         if getattr(inpt, "prop", None) == "url":
             return str(fetch_reference(inpt.url, self.workdir, policy_from_config(), settings.limits()))
-        local_input_file(inpt.file, self.workdir)  # still inside the allowed folders, whatever a link became
+        if getattr(inpt, "prop", None) == "data" and str(inpt.data).startswith("(<owslib.wps.ComplexDataInput"):
+            raise LakesError(f"{inpt.identifier} arrived as the text of a Python tuple: birdy's command line "
+                             "cannot send an input given more than once; use birdy.WPSClient or OWSLib for it")
+        # Still inside the allowed folders or the job's own, whatever a link was changed to since.
+        local_input_file(inpt.file, self.workdir, getattr(inpt, "workdir", None))
         return inpt.file
 
     def input_files(self, request, identifier):
         return [self.input_file(i) for i in request.inputs.get(identifier, [])]
+
+    def rasters(self, request):
+        """The DEM files: ``raster`` then its ``adjacent_raster`` tiles (see processes/io.py)."""
+        return self.input_files(request, "raster") + self.input_files(request, "adjacent_raster")
 
     def literal(self, request, identifier, default=None):
         values = request.inputs.get(identifier)

@@ -102,7 +102,7 @@ def route(app, request):
         return _with_query(app.wps, request, acceptversions="1.0.0")
     if body is not None:  # the body was read here: hand PyWPS a fresh stream with the same bytes
         return _with_body(app.wps, body)
-    return app.wps
+    return app.wps_documents
 
 
 def _with_body(wsgi_app, body):
