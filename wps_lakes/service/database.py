@@ -6,6 +6,7 @@ serialises on the database. Write-ahead logging lets status polls read while job
 ``synchronous=NORMAL`` keeps the database consistent across crashes without an fsync per commit.
 """
 import sqlite3
+import time
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -27,8 +28,21 @@ def keep_open(url):
 @event.listens_for(Engine, "connect")
 def _sqlite_settings(dbapi_connection, _record):
     if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        _write_ahead_log(dbapi_connection)
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _write_ahead_log(connection, attempts=600):
+    """Switch the database to WAL (a setting kept in the file). The switch takes an exclusive lock
+    without waiting on busy_timeout, so web workers booting together retry it rather than fail."""
+    for _ in range(attempts):
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    raise sqlite3.OperationalError("the job database stayed locked for 30 s while switching it to WAL")
