@@ -1,7 +1,10 @@
 """`make demo`: scene -> train -> detect -> split against a started service.
 
-Talks to $WPS_SERVICE (default http://localhost:5000/wps) with birdy's WPSClient, sending local
-files inline, so the service needs no shared folder. Start the service first: `make start`.
+Talks to $WPS_SERVICE (default http://localhost:5000/wps) with birdy's WPSClient. For a service on
+localhost birdy passes local files as file:// references, so start the service with the demo
+configuration, which allows them from /tmp:
+
+    wps-lakes start -d -c etc/demo.cfg ; make demo
 """
 import os
 import sys
@@ -9,6 +12,7 @@ import tempfile
 import time
 
 from birdy import WPSClient
+from owslib.util import ServiceException
 
 from wps_lakes.geodata import make_scene
 
@@ -24,10 +28,19 @@ def main():
     scene = make_scene(folder, seed=11, size_m=2400)
     print(f"1. synthetic scene in {folder}: dem.tif, hydro.geojson, waterbodies.geojson")
 
+    try:
+        run(client, folder, scene)
+    except ServiceException as exc:
+        if "FileURLNotSupported" in str(exc):
+            sys.exit("The service refuses file:// references. Restart it with the demo configuration: "
+                     "wps-lakes stop; wps-lakes start -d -c etc/demo.cfg")
+        raise
+
+
+def run(client, folder, scene):
     started = time.monotonic()
     print("2. training a small detector for a few epochs (asynchronous; the bar shows progress)")
-    trained = client.train(raster=str(scene["dem"]), vector=str(scene["hydro"]), epochs=4,
-                           model="fasterrcnn_mobilenet_v3_large_320_fpn", device="auto")
+    trained = client.train(raster=str(scene["dem"]), vector=str(scene["hydro"]), epochs=8, device="auto")
     train_refs = trained.get(asobj=False)._asdict()
     print(f"   done in {time.monotonic() - started:.0f} s; best checkpoint: {train_refs['best_checkpoint']}")
 

@@ -9,8 +9,9 @@ import shapely
 from rasterio import features
 
 from wps_lakes.errors import LakesError
-from wps_lakes.geodata import Grid, make_scene, read_vector
+from wps_lakes.geodata import Grid, make_scene, read_vector, write_geojson
 from wps_lakes.hydro import SplitParams, SplitResult, evaluate_split, split_waterbodies, truth_lake_boxes, write_split
+from wps_lakes.hydro.split import split_to_files
 
 CRS = "EPSG:2959"
 X0, Y0 = 300_000.0, 5_000_000.0  # somewhere in UTM 18N
@@ -145,6 +146,16 @@ def test_area_without_lakes_writes_valid_empty_outputs(tmp_path):
     assert paths["quicklook"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     empty = split_waterbodies(frame([], OBJECTID=[]), None)
     assert isinstance(empty, SplitResult) and empty.hydro.empty
+
+
+def test_a_detector_that_found_nothing_leaves_the_split_to_the_dem(tmp_path, waterbody, dem):
+    # detect writes an empty FeatureCollection where it finds no lake: split goes on with the DEM alone
+    (tmp_path / "none.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    water = write_geojson(waterbody, tmp_path / "water.geojson", crs=CRS)
+    paths = split_to_files(water, tmp_path / "out", detections=tmp_path / "none.geojson", rasters=[dem])
+    without = split_waterbodies(waterbody, None, dem=dem)
+    assert len(without.lakes) >= 1
+    assert len(json.loads(paths["lakes"].read_text())["features"]) == len(without.lakes)
 
 
 def test_outputs_round_trip_in_4326_and_work_crs(tmp_path, waterbody, dem):

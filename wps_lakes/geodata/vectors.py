@@ -38,8 +38,9 @@ RFC7946_CRS = "EPSG:4326"  # lon/lat; geopandas transforms with always_xy, so ax
 FORMATS_HINT = "use GeoJSON (.geojson/.json), a Shapefile (.shp, or a .zip holding one) or a GeoPackage (.gpkg)"
 
 
-def read_vector(path, srs="EPSG:2959", require_typece=False, limits=DEFAULT_LIMITS):
-    """Waterbody polygons from ``path`` in ``srs``: one row per feature, properties kept."""
+def read_vector(path, srs="EPSG:2959", require_typece=False, limits=DEFAULT_LIMITS, allow_empty=False):
+    """Waterbody polygons from ``path`` in ``srs``: one row per feature, properties kept.
+    ``allow_empty``: a layer without any polygon is an empty frame, not an error (lake detections)."""
     path = Path(path)
     name = path.name
     if not path.is_file():
@@ -52,7 +53,7 @@ def read_vector(path, srs="EPSG:2959", require_typece=False, limits=DEFAULT_LIMI
     else:
         raise LakesError(f"{name}: unsupported vector format {suffix!r}; {FORMATS_HINT}")
     features = _canonical_columns(features)
-    features = _polygons_only(features, name)
+    features = _polygons_only(features, name, allow_empty)
     vertices = int(shapely.get_num_coordinates(features.geometry.values).sum())
     limits.check("max_vector_vertices", vertices, f"the number of vertices in {name}")
     features = _repaired(_to_crs(features, srs, name), name)
@@ -258,14 +259,14 @@ def _feature_label(gdf, index):
     return f"feature {index}"
 
 
-def _polygons_only(gdf, name):
+def _polygons_only(gdf, name, allow_empty=False):
     """Drop null and empty geometries; refuse anything that is not a polygon."""
     geometries = gdf.geometry.values
     empty = shapely.is_missing(geometries) | shapely.is_empty(geometries)
     if empty.any():
         log.warning("%s: dropped %d feature(s) with an empty geometry", name, int(empty.sum()))
         gdf = gdf[~empty]
-    if gdf.empty:
+    if gdf.empty and not allow_empty:
         raise LakesError(f"{name} holds no polygon: every feature is empty; give a layer of waterbody polygons")
     types = gdf.geom_type
     wrong = ~types.isin(POLYGON_TYPES)

@@ -88,7 +88,7 @@ def split_waterbodies(waterbodies, detections, dem=None, method="refined", param
     if detections is None:
         detections = gpd.GeoDataFrame(geometry=[], crs=crs)
     elif not isinstance(detections, gpd.GeoDataFrame):
-        detections = read_vector(detections, srs=crs, limits=limits)
+        detections = read_vector(detections, srs=crs, limits=limits, allow_empty=True)
     boxes = _boxes_union(detections, waterbodies)
 
     if method == "boxes":
@@ -140,7 +140,8 @@ def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=Non
                                    crs=crs, limits=limits)
         paths = {"detections": written["detections"], "detections_quicklook": written["quicklook"]}
     else:
-        boxes = None if detections is None else read_vector(detections, srs=waterbodies.crs, limits=limits)
+        boxes = None if detections is None else read_vector(detections, srs=waterbodies.crs, limits=limits,
+                                                            allow_empty=True)
     result = split_waterbodies(waterbodies, boxes, dem=rasters, method=method, limits=limits)
     return {**paths, **write_split(result, outdir, crs=crs, dem=rasters, detections=boxes, limits=limits)}
 
