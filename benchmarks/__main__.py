@@ -11,7 +11,7 @@ keeps what it measured. Then docs/performance.rst is written from that record an
 too long for this one) and ``load.json`` when present.
 
 The parts use the benchmarks' sizes that fit the budget: geodata and detect in full (20 000 px
-rasters), split on 5 scenes, training for 4 minutes (data loading and images/s; the quality target
+rasters), split on 5 scenes, training for 3 minutes (data loading and images/s; the quality target
 needs the 30-minute run), service, Celery against local jobs, and the 50-client load test.
 """
 import argparse
@@ -51,7 +51,7 @@ def run_part(name, checkpoint):
     if name == "split":
         return bench_split.run(checkpoint=checkpoint)
     if name == "training":
-        return bench_training.run(minutes=4.0, quick=True)
+        return bench_training.run(minutes=3.0, quick=True)
     if name == "service":
         return bench_service.run()
     if name == "celery":
