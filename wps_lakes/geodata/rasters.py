@@ -41,8 +41,9 @@ class Dem:
         self._sources = sources
         self.grid = grid
 
-    def read(self, grid):
-        """Elevations on ``grid`` as a float32 masked array; nodata and pixels outside every file are masked."""
+    def read(self, grid, resampling=Resampling.bilinear):
+        """Elevations on ``grid`` as a float32 masked array; nodata and pixels outside every file are masked.
+        ``resampling`` applies where ``grid`` is off the DEM's lattice (nearest: a fast preview)."""
         out = np.full(grid.shape, np.nan, dtype=np.float32)
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES):
             for source in self._sources:
@@ -52,7 +53,7 @@ class Dem:
                     if grid.is_aligned_with(source.grid):
                         _read_window(source, grid, out)
                     else:
-                        _read_warped(source, grid, out)
+                        _read_warped(source, grid, out, resampling)
                 except (RasterioError, CPLE_BaseError):
                     raise _damaged(source.dataset) from None
         return np.ma.masked_invalid(out, copy=False)
@@ -182,9 +183,8 @@ def _read_window(source, grid, out):
     np.copyto(target, values, where=np.isnan(target))
 
 
-def _read_warped(source, grid, out):
+def _read_warped(source, grid, out, resampling=Resampling.bilinear):
     warped = np.full(grid.shape, np.nan, dtype=np.float32)
     reproject(rasterio.band(source.dataset, 1), warped, src_nodata=source.dataset.nodata,
-              dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan,
-              resampling=Resampling.bilinear)
+              dst_transform=grid.transform, dst_crs=grid.crs, dst_nodata=np.nan, resampling=resampling)
     np.copyto(out, warped, where=np.isnan(out))

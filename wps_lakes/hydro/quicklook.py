@@ -10,10 +10,11 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LightSource, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from rasterio.enums import Resampling
 
 from ..geodata.grid import Grid
 
-MAX_SIDE_PX = 1000          # hillshade pixels along the longer side
+MAX_SIDE_PX = 600           # hillshade pixels along the longer side (the figure shows about as many)
 FIGURE_INCHES, DPI = 8, 100  # at most 800 x 800 px
 LAKE_COLOUR, RIVER_COLOUR, WATER_COLOUR = "#1f4fd1", "#3fc1c9", "#6fa8dc"
 CONFIDENCE_COLOURS = "plasma"
@@ -72,7 +73,7 @@ def _hillshade(ax, dem, bounds):
     xmin, ymin, xmax, ymax = bounds
     px = max(dem.grid.px_size, max(xmax - xmin, ymax - ymin) / MAX_SIDE_PX)
     grid = Grid.from_bounds(bounds, px, dem.grid.crs)
-    z = dem.read(grid)
+    z = dem.read(grid, resampling=Resampling.nearest)  # a picture: nearest is 3x cheaper than bilinear
     if z.count() == 0:
         return
     shade = LightSource(azdeg=315, altdeg=45).hillshade(z.filled(float(z.mean())), dx=px, dy=px)
