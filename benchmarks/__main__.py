@@ -102,7 +102,7 @@ def _fmt(value, unit=""):
     if value is None:
         return "not measured"
     if isinstance(value, float):
-        value = f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        value = f"{value:.4g}" if abs(value) < 100 else f"{value:,.0f}"
     return f"{value}{unit}"
 
 
@@ -138,8 +138,9 @@ def rows(record, training):
         "physical limit", unit=" Mpx/s")
     row("geodata", "tiling peak RSS growth 2 000 -> 20 000 px", g("geodata", "rss_growth_pct"), "< 20%",
         lambda v: v < 20, "%")
-    row("training", "data wait, share of a step (mean)", g("training", "data_wait_fraction_mean"), "< 10%",
-        lambda v: v < 0.10)
+    wait = g("training", "data_wait_fraction_mean")
+    row("training", "data wait, share of a step (mean)", None if wait is None else round(100 * wait, 2), "< 10%",
+        lambda v: v < 10, "%")
     row("training", "training images/s (CPU, shipped config)", g("training", "train_images_per_s"))
     if training:
         row("training", "30-minute run: best validation mAP@0.5 (other-seed scene)", training.get("best_mAP"),
@@ -156,6 +157,11 @@ def rows(record, training):
         g("split", "true_boxes", "summary", "refined_dem", "max_lake_error_ratio"), "<= 0.5", lambda v: v <= 0.5)
     row("split", "error ratio refined / box cut, rivers (worst)",
         g("split", "true_boxes", "summary", "refined_dem", "max_river_error_ratio"), "<= 0.5", lambda v: v <= 0.5)
+    if g("split", "detected_boxes"):
+        for method, label in (("refined_dem", "refined + DEM"), ("boxes", "box cut (original)")):
+            for kind in ("lake", "river"):
+                row("split", f"with a trained detector's boxes: {label}, worst {kind} IoU",
+                    g("split", "detected_boxes", "summary", method, f"min_{kind}_iou"))
     fuse = g("detect", "merge_perfect_tile_detector", "fuse", "ap")
     union = g("detect", "merge_perfect_tile_detector", "union", "ap")
     row("merge", "AP@0.5, cross-tile fusion (perfect per-tile detector)", fuse, "> plain union",
@@ -201,6 +207,10 @@ def render(record, training):
                          f"{training.get('measured', '')}): "
                          f"{training.get('epochs_done')} epochs of ``{training.get('config')}``; its curve is "
                          "in ``benchmarks/results/training_cpu.json`` and :doc:`training`.\n")
+    checkpoint = _get(record, "detect", "checkpoint")
+    if checkpoint and not checkpoint.startswith("freshly"):
+        training_note += (f"The rows \"with a trained detector\" and the detect figures used the checkpoint "
+                          f"``{checkpoint}`` given with ``--checkpoint`` (the 30-minute run's best).\n")
     return f""".. This page is written by ``make bench`` (benchmarks/__main__.py); edit that file, not this one.
 
 Performance

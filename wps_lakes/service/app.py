@@ -38,9 +38,9 @@ def prepare_folders():
             # Jobs write status documents and outputs here (workers too, on a shared mount).
             raise SystemExit(f"[server] {option} = {folder} is not a writable folder here ({exc.strerror}); "
                              "create it or mount it read-write (workers share it with the web server)") from None
-    database = configuration.get_config_value("logging", "database")
-    if database.startswith("sqlite:///") and ":memory:" not in database:
-        Path(database[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    database_url = configuration.get_config_value("logging", "database")
+    if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
+        Path(database_url[len("sqlite:///"):].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
     logfile = configuration.get_config_value("logging", "file")
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
