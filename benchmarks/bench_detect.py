@@ -184,6 +184,9 @@ def run(quick=False, checkpoint=None, model=None, device="auto", batch_size=None
         else:
             figures["checkpoint"] = Path(checkpoint).name
         figures["overhead"] = overhead(paths, checkpoint, device, batch_size, workdir)
+        if not quick and model is None:  # the original's model beside ours: the same pipeline, a heavier forward
+            original = fresh_checkpoint(workdir / "resnet50.pth", "fasterrcnn_resnet50_fpn", {})
+            figures["overhead_resnet50"] = overhead(paths, original, device, batch_size, workdir, repeats=1)
         figures["merge_perfect_tile_detector"] = merge_quality(*oracle_predictions(paths))
         if not figures["checkpoint"].startswith("freshly"):
             per_scene = {}
