@@ -238,14 +238,9 @@ def cmd_worker(args):
 
 
 def cmd_scene(args):
-    from .errors import LakesError
     from .geodata.synthetic import make_scene
 
-    try:
-        paths = make_scene(args.outdir, seed=args.seed, size_m=args.size_m, px_size=args.px_size)
-    except LakesError as exc:
-        print(f"wps-lakes scene: {exc}", file=sys.stderr)
-        return 2
+    paths = make_scene(args.outdir, seed=args.seed, size_m=args.size_m, px_size=args.px_size)
     for name, path in paths.items():
         print(f"{name:12} {path}")
     return 0
@@ -268,29 +263,25 @@ def cmd_train(args):
 
     overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
                  "learning_rate": args.lr, "device": args.device}
+    if args.config is None and args.resume is None:
+        raise LakesError("give a session config (-c CONFIG) or a session to resume (--resume CKPT_OR_DIR)")
+    config = None
+    if args.config is not None:
+        config = load_config(args.config, overrides)
+    elif any(v is not None for v in overrides.values()) or args.raster:
+        config = load_config(load_checkpoint(latest_checkpoint(args.resume)).get("config") or {}, overrides)
+    if args.raster or args.vector:
+        if not (args.raster and args.vector):
+            raise LakesError("--raster and --vector go together: give both")
+        config = config.with_data(args.raster, args.vector)
+    if args.outdir is None and args.resume is None:
+        raise LakesError("give the output folder (-d OUTDIR)")
+    previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        if args.config is None and args.resume is None:
-            raise LakesError("give a session config (-c CONFIG) or a session to resume (--resume CKPT_OR_DIR)")
-        config = None
-        if args.config is not None:
-            config = load_config(args.config, overrides)
-        elif any(v is not None for v in overrides.values()) or args.raster:
-            config = load_config(load_checkpoint(latest_checkpoint(args.resume)).get("config") or {}, overrides)
-        if args.raster or args.vector:
-            if not (args.raster and args.vector):
-                raise LakesError("--raster and --vector go together: give both")
-            config = config.with_data(args.raster, args.vector)
-        if args.outdir is None and args.resume is None:
-            raise LakesError("give the output folder (-d OUTDIR)")
-        previous = signal.signal(signal.SIGINT, request_stop)
-        try:
-            result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=args.init_checkpoint,
-                                   should_stop=lambda: bool(stop), log=print)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    except LakesError as exc:
-        print(f"wps-lakes train: {exc}", file=sys.stderr)
-        return 2
+        result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=args.init_checkpoint,
+                               should_stop=lambda: bool(stop), log=print)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(f"session:         {result.session_dir}")
     print(f"best checkpoint: {result.best_checkpoint} ({result.monitor} = {result.best_value})")
     print(f"last checkpoint: {result.last_checkpoint}")
@@ -304,7 +295,6 @@ def cmd_train(args):
 def cmd_detect(args):
     """Lake boxes over a whole region from a checkpoint: GeoJSON and a PNG quicklook."""
     from .detector.inference import detect, write_detections
-    from .errors import LakesError
 
     def progress(done, total):
         print(f"\rtiles {done}/{total}", end="", file=sys.stderr, flush=True)
@@ -313,11 +303,9 @@ def cmd_detect(args):
         found = detect(args.checkpoint, args.raster, args.vector, score_threshold=args.score_threshold,
                        tile_size=args.tile_size, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                        device=args.device, progress=progress)
-        print(file=sys.stderr)
-        paths = write_detections(found, args.output, rasters=args.raster, vector=args.vector, crs=args.crs)
-    except LakesError as exc:
-        print(f"\nwps-lakes detect: {exc}", file=sys.stderr)
-        return 2
+    finally:
+        print(file=sys.stderr)  # end the progress line, also before an error message
+    paths = write_detections(found, args.output, rasters=args.raster, vector=args.vector, crs=args.crs)
     stats = found.attrs["stats"]
     print(f"{len(found)} lake(s) from {stats['tiles']} tile(s) in {stats['total_s']:.1f} s "
           f"(model {stats['forward_s']:.1f} s on {stats['device']})")
@@ -328,16 +316,11 @@ def cmd_detect(args):
 
 def cmd_split(args):
     """Split waterbodies into lakes and rivers, from detections or from a checkpoint (detect first)."""
-    from .errors import LakesError
     from .hydro import split_to_files
 
-    try:
-        paths = split_to_files(args.vector, args.outdir, detections=args.detections, checkpoint=args.checkpoint,
-                               rasters=args.raster, method=args.method, score_threshold=args.score_threshold,
-                               crs=args.crs, device=args.device)
-    except LakesError as exc:
-        print(f"wps-lakes split: {exc}", file=sys.stderr)
-        return 2
+    paths = split_to_files(args.vector, args.outdir, detections=args.detections, checkpoint=args.checkpoint,
+                           rasters=args.raster, method=args.method, score_threshold=args.score_threshold,
+                           crs=args.crs, device=args.device)
     for name, path in paths.items():
         print(f"{name:20} {path}")
     return 0
@@ -352,21 +335,17 @@ def cmd_evaluate(args):
     from .hydro import evaluate_detections, evaluate_split, format_table
 
     figures = {}
-    try:
-        if args.detections is None and args.split is None:
-            raise LakesError("give something to evaluate: --detections DETECTIONS.geojson and/or --split OUTDIR")
-        truth = read_vector(args.truth, require_typece=True)
-        if args.detections is not None:
-            figures["detections"] = evaluate_detections(read_vector(args.detections, srs=truth.crs), truth,
-                                                        iou_threshold=args.iou_threshold,
-                                                        score_threshold=args.score_threshold)
-        if args.split is not None:
-            split = Path(args.split)
-            hydro = read_vector(split / "hydro.geojson" if split.is_dir() else split, srs=truth.crs)
-            figures["split"] = evaluate_split(hydro, truth)
-    except LakesError as exc:
-        print(f"wps-lakes evaluate: {exc}", file=sys.stderr)
-        return 2
+    if args.detections is None and args.split is None:
+        raise LakesError("give something to evaluate: --detections DETECTIONS.geojson and/or --split OUTDIR")
+    truth = read_vector(args.truth, require_typece=True)
+    if args.detections is not None:
+        figures["detections"] = evaluate_detections(read_vector(args.detections, srs=truth.crs), truth,
+                                                    iou_threshold=args.iou_threshold,
+                                                    score_threshold=args.score_threshold)
+    if args.split is not None:
+        split = Path(args.split)
+        hydro = read_vector(split / "hydro.geojson" if split.is_dir() else split, srs=truth.crs)
+        figures["split"] = evaluate_split(hydro, truth)
     for section, values in figures.items():
         print(format_table(values, title=section))
     if args.output:
@@ -476,8 +455,14 @@ def build_parser():
 
 
 def main(argv=None):
+    from .errors import LakesError
+
     args = build_parser().parse_args(argv)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except LakesError as exc:  # the library's message says what to fix: no traceback
+        print(f"wps-lakes {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
