@@ -15,9 +15,9 @@ Determinism: the model is initialised from the seed, each epoch reseeds torch wi
 written mid-epoch keeps the RNG state and its position in the epoch; so a resumed session follows
 the same path as an uninterrupted one.
 """
+import io
 import json
 import math
-import os
 import platform
 import random
 import shutil
@@ -30,6 +30,7 @@ import torch
 
 from ..__version__ import __version__
 from ..errors import LakesError
+from ..files import write_atomic
 from ..limits import DEFAULT_LIMITS
 from .checkpoints import TASK, checkpoint_filename, latest_checkpoint, load_checkpoint, save_checkpoint, state_dict_of
 from .config import METRICS, SessionConfig, load_config
@@ -136,12 +137,6 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_write_text(path, text):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _plot_curves(history, monitor, path):
     """PNG of the training loss and validation scores per epoch (written atomically)."""
     import matplotlib
@@ -161,9 +156,9 @@ def _plot_curves(history, monitor, path):
     for ax in (ax_loss, ax_score):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
+    write_atomic(path, png.getvalue())
 
 
 def _make_optimizer(config, model):
@@ -328,7 +323,7 @@ def train_session(config, outdir, resume=None, init_checkpoint=None, progress=No
     for sub in ("checkpoints", "logs"):
         (session_dir / sub).mkdir(parents=True, exist_ok=True)
     say = _Log(session_dir / "logs" / "trainer.log", log)
-    _atomic_write_text(session_dir / "config.latest.json", json.dumps(config.to_dict(), indent=2))
+    write_atomic(session_dir / "config.latest.json", json.dumps(config.to_dict(), indent=2))
     for warning in config.warnings:
         say(f"config: {warning}")
 
@@ -373,7 +368,7 @@ def _train(config, session_dir, say, resume_path, resume_ckpt, init_checkpoint, 
         rng_state = session.restore(resume_ckpt, model, optimizer, scheduler, scaler)
         say(f"resumed from {resume_path.name}: epoch {session.epoch}, iteration {session.iteration}")
         if session.history:
-            _atomic_write_text(session.metrics_file, "".join(json.dumps(h) + "\n" for h in session.history))
+            write_atomic(session.metrics_file, "".join(json.dumps(h) + "\n" for h in session.history))
         best, source_best = session.ckpt_dir / "ckpt.best.pth", resume_path.parent / "ckpt.best.pth"
         if not best.is_file() and source_best.is_file():
             shutil.copy2(source_best, best)  # resumed into a new folder: the best so far comes along

@@ -21,6 +21,7 @@ from pathlib import Path
 from pywps import dblog
 from pywps.response.status import WPS_STATUS
 
+from ..files import write_atomic
 from . import settings
 
 LOGGER = logging.getLogger("PYWPS")
@@ -49,11 +50,7 @@ def job_output_url(uuid, path):
 
 
 def write_json_atomic(path, value):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")  # writers never share one
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value))
 
 
 def write_status_record(uuid, process, status, message, percent, outputs):

@@ -10,9 +10,7 @@
   and reported as an internal error with the job id.
 """
 import logging
-import os
 import re
-import threading
 import time
 
 from pywps import dblog
@@ -24,6 +22,7 @@ from pywps.response.execute import ExecuteResponse
 from pywps.response.status import WPS_STATUS
 
 from ..errors import LakesError
+from ..files import write_atomic
 from . import jobs, settings
 from .guards import local_input_file
 from .references import fetch_reference, policy_from_config
@@ -64,20 +63,10 @@ class LakesExecuteResponse(ExecuteResponse):
         store = self.process.status_store
         if not isinstance(store, FileStorage):
             return super()._update_status_file()
-        path = store.location(self.process.status_filename)
-        tmp = os.path.join(os.path.dirname(path),
-                           f".{os.path.basename(path)}.{os.getpid()}-{threading.get_ident()}.tmp")
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            data = self.doc if isinstance(self.doc, bytes) else str(self.doc).encode("utf-8")
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
+            write_atomic(store.location(self.process.status_filename),
+                         self.doc if isinstance(self.doc, bytes) else str(self.doc))
         except Exception as exc:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise NoApplicableCode(f"Writing the status document failed: {type(exc).__name__}") from None
 
     def publish(self, identifier, path):
