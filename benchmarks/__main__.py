@@ -21,6 +21,8 @@ import platform
 import time
 from pathlib import Path
 
+import torch
+
 from . import bench_celery, bench_detect, bench_geodata, bench_service, bench_split, bench_training, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,12 +33,7 @@ PARTS = ("geodata", "detect", "split", "training", "service", "celery", "load")
 
 
 def machine():
-    try:
-        import torch
-
-        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
-    except ImportError:  # pragma: no cover - torch is a dependency
-        gpu = None
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     return {"cpus": os.cpu_count(), "cpu": model, "gpu": gpu or "none (GPU rows not measured)",
