@@ -295,17 +295,20 @@ def cmd_train(args):
 def cmd_detect(args):
     """Lake boxes over a whole region from a checkpoint: GeoJSON and a PNG quicklook."""
     from .detector.inference import detect, write_detections
+    from .geodata import read_vector
+
+    water = read_vector(args.vector)  # once, for the tiles and for the quicklook
 
     def progress(done, total):
         print(f"\rtiles {done}/{total}", end="", file=sys.stderr, flush=True)
 
     try:
-        found = detect(args.checkpoint, args.raster, args.vector, score_threshold=args.score_threshold,
+        found = detect(args.checkpoint, args.raster, water, score_threshold=args.score_threshold,
                        tile_size=args.tile_size, tile_overlap=args.tile_overlap, batch_size=args.batch_size,
                        device=args.device, progress=progress)
     finally:
         print(file=sys.stderr)  # end the progress line, also before an error message
-    paths = write_detections(found, args.output, rasters=args.raster, vector=args.vector, crs=args.crs)
+    paths = write_detections(found, args.output, rasters=args.raster, vector=water, crs=args.crs)
     stats = found.attrs["stats"]
     print(f"{len(found)} lake(s) from {stats['tiles']} tile(s) in {stats['total_s']:.1f} s "
           f"(model {stats['forward_s']:.1f} s on {stats['device']})")

@@ -165,6 +165,8 @@ def detect_to_files(checkpoint, rasters, vector, outdir, score_threshold=0.5, ti
                     limits=DEFAULT_LIMITS):
     """``detect`` then ``write_detections`` into ``outdir`` (detections.geojson and detections.png), as the
     WPS process runs it; returns {"detections": path, "quicklook": path}."""
+    if not isinstance(vector, gpd.GeoDataFrame):
+        vector = read_vector(vector, limits=limits)  # once, for the tiles and for the quicklook
     found = detect(checkpoint, rasters, vector, score_threshold, tile_size, tile_overlap, batch_size, device,
                    progress, limits)
     return write_detections(found, Path(outdir) / "detections.geojson", rasters=rasters, vector=vector, crs=crs,
