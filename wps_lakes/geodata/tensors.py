@@ -32,7 +32,7 @@ def build_tensor(dem, water, grid, scaling="minmax"):
     """The (3, H, W) float32 input in [0, 1] for ``grid``, from a Dem and hydro polygons in its SRS."""
     if scaling not in SCALINGS:
         raise LakesError(f"unknown scaling {scaling!r}; choose one of: {', '.join(SCALINGS)}")
-    elevation = np.ma.filled(dem.read(grid), np.nan)
+    elevation = dem.read(grid).data  # NaN where masked
     nodata = np.isnan(elevation)
     mask = water_mask(water, grid)
     distance = signed_distance(mask, grid.px_size)
