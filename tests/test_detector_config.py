@@ -107,6 +107,7 @@ def test_unknown_parameters_of_allowed_types_are_refused():
     (("loaders", "batch_size"), 2.5, "batch_size must be an integer"),
     (("trainer", "device"), "tpu", "auto, cpu, cuda or cuda:N"),
     (("trainer", "monitor"), "accuracy", "names no metric"),
+    (("trainer", "monitor"), [], "trainer.monitor must be a non-empty string"),   # found by hypothesis
     (("loaders", "train_split"), {"elsewhere": 1}, "not in datasets"),
     (("loaders", "valid_split"), {"testbed15": 0.5}, "add up to 1.4"),
     (("model", "params"), {"num_classes": 91}, "num_classes must be 2"),
@@ -174,6 +175,9 @@ def test_config_files_that_are_not_json(tmp_path):
         load_config(bad)
     with pytest.raises(LakesError, match="not found"):
         load_config(tmp_path / "missing.json")
+    for unreadable in (tmp_path, "bad\x00name.json"):   # a folder; a NUL byte (found by hypothesis)
+        with pytest.raises(LakesError, match="could not be read"):
+            load_config(unreadable)
     with pytest.raises(LakesError, match="must be an object"):
         load_config([1, 2])
 

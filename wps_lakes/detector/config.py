@@ -375,6 +375,7 @@ def _trainer(check, section):
         out["max_iters_per_epoch"] = check.number(section["max_iters_per_epoch"], f"{where}.max_iters_per_epoch",
                                                   minimum=1, integer=True)
     monitor = section.get("monitor", next(n for n, m in out["metrics"].items() if METRICS[m["type"]] == "ap"))
+    check.text(monitor, f"{where}.monitor")
     if monitor != "loss" and monitor not in out["metrics"]:
         raise LakesError(f"{where}.monitor {_quote(monitor)} names no metric; use \"loss\" or one of "
                          f"{', '.join(out['metrics'])}")
@@ -497,6 +498,8 @@ def load_config(path_or_dict, overrides=None, limits=DEFAULT_LIMITS):
             raise LakesError(f"config file {path.name!r} not found") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise LakesError(f"config file {path.name!r} is not valid JSON ({exc})") from None
+        except (OSError, ValueError):  # a folder, no permission, a NUL byte in the name
+            raise LakesError(f"config file {path.name!r} could not be read; give the path of a JSON file") from None
     else:
         data = copy.deepcopy(path_or_dict if path_or_dict is not None else {})
     check = _Checker()
