@@ -8,6 +8,7 @@ far from affine over the grid), or the source is much finer than the grid, or th
 warps the grid instead. Either way memory follows the grid asked for, not the files.
 """
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -51,7 +52,7 @@ class _Source:
         AFFINE_TOLERANCE_PX."""
         cols, rows = np.meshgrid(np.linspace(0, grid.width - 1, 5), np.linspace(0, grid.height - 1, 5))
         cols, rows = cols.ravel(), rows.ravel()
-        to_file_crs = _transformer(grid.crs, self.crs)
+        to_file_crs = _transformer(grid.crs, self.crs, os.getpid())
         xs, ys = np.asarray(to_file_crs.transform(grid.x0 + (cols + 0.5) * grid.px_size,
                                                   grid.y0 - (rows + 0.5) * grid.px_size))
         to_file = ~self.dataset.transform
@@ -67,8 +68,10 @@ class _Source:
 
 
 @lru_cache(maxsize=16)
-def _transformer(from_crs, to_crs):
-    """Made once per pair: making one can take 30 ms (a datum change), transforming a few points 15 us."""
+def _transformer(from_crs, to_crs, pid):
+    """Made once per pair and process (``pid``: a forked data loader worker makes its own rather than use
+    the parent's PROJ objects): making one can take 30 ms (a datum change), transforming a few points
+    15 us."""
     return Transformer.from_crs(from_crs, to_crs, always_xy=True)
 
 
