@@ -33,9 +33,7 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,75 +44,13 @@ from pathlib import Path
 import requests
 from lxml import etree
 
+from tests.common import LiveServer
+
 WPS1 = "http://www.opengis.net/wps/1.0.0"
 WPS2 = "http://www.opengis.net/wps/2.0"
 OWS_NAMESPACES = ("http://www.opengis.net/ows/1.1", "http://www.opengis.net/ows/2.0")
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-WPS_LAKES = str(Path(sys.executable).with_name("wps-lakes"))
 RESULTS = Path(__file__).with_name("results")
-
-
-# ---------------------------------------------------------------------------------------------
-# the service under test
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Service:
-    """``wps-lakes start`` on a free loopback port, with its own folders under ``home``."""
-
-    def __init__(self, home, parallelprocesses=2, maxprocesses=100, workers=2, threads=8):
-        self.home = Path(home)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/wps"
-        self.inputs = self.home / "inputs"
-        self.inputs.mkdir(parents=True, exist_ok=True)
-        self.workers, self.threads = workers, threads
-        self.cfg = self.home / "load.cfg"
-        self.cfg.write_text(
-            "[server]\n"
-            f"url = {self.url}\noutputurl = http://127.0.0.1:{self.port}/outputs\n"
-            f"allowedinputpaths = {self.inputs}\n"
-            f"parallelprocesses = {parallelprocesses}\nmaxprocesses = {maxprocesses}\n"
-            "[logging]\nlevel = WARNING\n")
-        self.proc = None
-
-    def start(self, timeout=120):
-        env = dict(os.environ, WPS_LAKES_HOME=str(self.home))
-        env.pop("PYWPS_CFG", None)
-        self.log = open(self.home / "server.out", "ab")
-        self.proc = subprocess.Popen(
-            [WPS_LAKES, "start", "--port", str(self.port), "--workers", str(self.workers), "--threads",
-             str(self.threads), "-c", str(self.cfg)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.home / "server.out").read_text()[-3000:])
-            try:
-                if requests.get(self.url, params={"service": "WPS", "request": "GetCapabilities"},
-                                timeout=30).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the service did not start")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc:
-            self.log.close()
 
 
 def prepare_inputs(folder):
@@ -364,7 +300,8 @@ def run(duration_s=60, clients=50, submitters=10, url=None, inputs=None, seed=0,
 
 
 def _run_local(home, duration_s, clients, submitters, seed, drain_timeout_s):
-    service = Service(home).start()
+    service = LiveServer(home, extra_cfg={"server": {"parallelprocesses": 2, "maxprocesses": 100},
+                                          "logging": {"level": "WARNING"}}).start()
     try:
         inputs = prepare_inputs(service.inputs)
         result = Load(service.url, inputs, duration_s, clients, submitters, seed).run(drain_timeout_s)
