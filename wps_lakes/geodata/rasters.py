@@ -94,7 +94,7 @@ class Dem:
                     continue
                 try:
                     if source.grid is not None and grid.is_aligned_with(source.grid):
-                        _read_window(source, grid, out)
+                        _read_window(source, grid, out, self._scratch)
                     elif resampling != Resampling.bilinear or not _read_affine(source, grid, out, self._scratch):
                         _read_warped(source, grid, out, resampling)
                 except (RasterioError, CPLE_BaseError):
@@ -204,14 +204,12 @@ def _overlap(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _read_window(source, grid, out):
+def _read_window(source, grid, out, scratch):
     part = source.grid.intersection(grid)
     if part is None:
         return
     col, row = part.offset_in(source.grid)
-    values = source.dataset.read(1, window=Window(col, row, part.width, part.height), out_dtype=np.float32)
-    if source.dataset.nodata is not None:
-        values[values == source.dataset.nodata] = np.nan
+    values = _read_padded(source.dataset, col, row, part.width, part.height, scratch)
     col, row = part.offset_in(grid)
     target = out[row:row + part.height, col:col + part.width]
     np.copyto(target, values, where=np.isnan(target))
@@ -264,7 +262,7 @@ def _read_padded(dataset, col0, row0, width, height, scratch):
 
 
 class _Scratch:
-    """Buffers for _read_affine, kept from one grid to the next: fresh large arrays cost page faults,
+    """Buffers for the reads, kept from one grid to the next: fresh large arrays cost page faults,
     which on some hosts (virtual machines) take longer than the arithmetic. Like the rasterio datasets
     beside it, a Dem is read by one thread at a time."""
 
