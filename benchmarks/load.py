@@ -305,7 +305,7 @@ def _run_local(home, duration_s, clients, submitters, seed, drain_timeout_s):
     try:
         inputs = prepare_inputs(service.inputs)
         result = Load(service.url, inputs, duration_s, clients, submitters, seed).run(drain_timeout_s)
-        result["service"] = {"workers": service.workers, "threads": service.threads, "job_slots": 2,
+        result["service"] = {"workers": service.gunicorn_workers, "threads": service.gunicorn_threads, "job_slots": 2,
                              "queue": 100, "cpus": os.cpu_count()}
         return result
     finally:

@@ -44,7 +44,7 @@ class LiveServer:
 
     def __init__(self, home, extra_cfg=None, env=None, workers=2, threads=8):
         self.home = Path(home)
-        self.workers, self.threads = workers, threads   # gunicorn's
+        self.gunicorn_workers, self.gunicorn_threads = workers, threads
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/wps"
         self.outputpath = self.home / "outputs"
@@ -63,8 +63,8 @@ class LiveServer:
     def start(self, timeout=120):
         self.log = open(self.home / "server.out", "ab")
         self.proc = subprocess.Popen(
-            [WPS_LAKES, "start", "--port", str(self.port), "--workers", str(self.workers), "--threads",
-             str(self.threads), "-c", str(self.cfg)],
+            [WPS_LAKES, "start", "--port", str(self.port), "--workers", str(self.gunicorn_workers), "--threads",
+             str(self.gunicorn_threads), "-c", str(self.cfg)],
             env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
