@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.common import LiveServer, RedisServer, Worker
-from tests.test_celery import job_record, submit_split
+from tests.jobs.test_celery import job_record, submit_split
 from wps_lakes.geodata import make_scene, read_vector, write_geojson
 from wps_lakes.hydro import truth_lake_boxes
 

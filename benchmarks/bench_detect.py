@@ -33,7 +33,7 @@ import numpy as np
 import shapely
 import torch
 
-from wps_lakes.detector.checkpoints import model_from_checkpoint, save_checkpoint
+from wps_lakes.detector.checkpoints import save_checkpoint
 from wps_lakes.detector.inference import (
     BATCH_SIZE,
     TilePredictions,
@@ -43,7 +43,7 @@ from wps_lakes.detector.inference import (
     write_detections,
 )
 from wps_lakes.detector.training import resolve_device
-from wps_lakes.detector.zoo import build_model, qualified_name
+from wps_lakes.detector.zoo import build_model, model_from_checkpoint, qualified_name
 from wps_lakes.geodata import iter_tiles, make_scene, open_dem, read_vector
 from wps_lakes.geodata.tiles import tile_grids
 from wps_lakes.hydro import evaluate_detections, truth_lake_boxes

@@ -21,7 +21,7 @@ from wps_lakes import cwl
 from wps_lakes.__version__ import __version__
 from wps_lakes.cli import build_parser
 from wps_lakes.geodata import make_scene
-from wps_lakes.processes import get_processes
+from wps_lakes.processes import native_processes
 from wps_lakes.wsgi import create_app
 
 from .common import REPO, WPS_LAKES
@@ -42,7 +42,7 @@ def load(name):
 
 @pytest.fixture(scope="module")
 def processes():
-    return {p.identifier: p for p in get_processes()}
+    return {p.identifier: p for p in native_processes()}
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ TYPE_PLACES = [("model",), ("datasets", "testbed15"), ("trainer", "optimization"
 
 
 def seed_config():
-    from .test_detector_config import SEED_CONFIG
+    from .detector.test_config import SEED_CONFIG
 
     return json.loads(SEED_CONFIG.read_text())
 

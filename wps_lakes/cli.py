@@ -175,21 +175,21 @@ def add_start_options(parser):
     parser.add_argument("--threads", type=int, default=8, help="threads per worker (default 8)")
 
 
-def load_service_config(extra):
+def load_started_service_config(extra):
     """The configuration the started service uses (default.cfg, cli.cfg, then -c files)."""
-    from .service.app import load_config
+    from .runtime import settings
     from .wsgi import config_files
 
     generated = service_home() / "cli.cfg"
-    load_config(config_files(([str(generated)] if generated.exists() else []) + list(extra)))
+    settings.load_service_config(config_files(([str(generated)] if generated.exists() else []) + list(extra)))
 
 
 def cmd_jobs(args):
-    load_service_config(args.config)
-    from .service import jobs
+    load_started_service_config(args.config)
+    from .jobs import store
 
     if args.action == "list":
-        rows = jobs.list_jobs(limit=args.limit)
+        rows = store.list_jobs(limit=args.limit)
         print(f"{'job id':36}  {'process':8}  {'status':9}  {'%':>3}  message")
         for job in rows:
             print(f"{job.uuid:36}  {job.process or '':8}  {job.status:9}  {int(job.percent):3d}  {job.message[:80]}")
@@ -197,7 +197,7 @@ def cmd_jobs(args):
     if not args.job:
         print(f"wps-lakes jobs {args.action} needs a job id", file=sys.stderr)
         return 2
-    job = jobs.dismiss(args.job, grace_seconds=args.grace) if args.action == "dismiss" else jobs.get_job(args.job)
+    job = store.dismiss(args.job, grace_seconds=args.grace) if args.action == "dismiss" else store.get_job(args.job)
     if job is None:
         print(f"no such job: {args.job}", file=sys.stderr)
         return 1
@@ -213,7 +213,7 @@ def cmd_worker(args):
     generated = service_home() / "cli.cfg"
     cfgfiles = config_files(([str(generated)] if generated.exists() else []) +
                             [str(Path(c).resolve()) for c in args.config])
-    base = [sys.executable, "-m", "wps_lakes.service.celery_worker", "--queues", args.queue,
+    base = [sys.executable, "-m", "wps_lakes.jobs.celery_worker", "--queues", args.queue,
             "--loglevel", args.loglevel] + [arg for cfg in cfgfiles for arg in ("--cfg", cfg)]
     if not args.gpus:
         os.execv(sys.executable, base + ["--concurrency", str(args.concurrency),

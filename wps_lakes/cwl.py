@@ -138,9 +138,9 @@ CWL_TYPES = {"float": "float", "double": "double", "integer": "int", "positiveIn
 
 def processes():
     """The WPS processes this module describes, by identifier."""
-    from .processes import get_processes
+    from .processes import native_processes
 
-    return {p.identifier: p for p in get_processes() if p.identifier in BINDINGS}
+    return {p.identifier: p for p in native_processes() if p.identifier in BINDINGS}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def packed(documents):
 
 
 def process_description(identifier, title, abstract, keywords, inputs, outputs, job_control, metadata_items=()):
-    from .service.ogcapi import input_description, metadata_json, output_description
+    from .frontends.ogcapi import input_description, metadata_json, output_description
 
     return {"id": identifier, "title": title, "description": abstract, "version": "1.0",
             "keywords": list(keywords), "metadata": [metadata_json(m) for m in metadata_items],
@@ -320,8 +320,8 @@ def process_description(identifier, title, abstract, keywords, inputs, outputs, 
 
 def deploy_body(name, cwl_text, procs):
     """The deploy body of one CWL file: the process description and the file itself as execution unit."""
+    from .frontends.bridge import process_modes
     from .processes.io import METADATA
-    from .service.wps2_bridge import process_modes
 
     unit = yaml.safe_load(cwl_text)
     if name == WORKFLOW["id"]:

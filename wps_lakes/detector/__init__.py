@@ -6,7 +6,7 @@ server needs) can be read without importing torch.
 import importlib
 
 _EXPORTS = {
-    "load_checkpoint": "checkpoints", "model_from_checkpoint": "checkpoints", "save_checkpoint": "checkpoints",
+    "load_checkpoint": "checkpoints", "model_from_checkpoint": "zoo", "save_checkpoint": "checkpoints",
     "SessionConfig": "config", "load_config": "config",
     "detection_scores": "metrics", "voc_ap": "metrics",
     "TrainProgress": "training", "TrainResult": "training", "train_session": "training",

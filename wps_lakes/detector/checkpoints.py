@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ..errors import LakesError
-from .zoo import NUM_CLASSES, build_model, resolve_model
 
 # thelper's repr of the task, so thelper reads our checkpoints as detection of background/lake.
 TASK = ("thelper.tasks.detect.Detection(class_names={'background': 0, 'lake': 1}, input_key='input', "
@@ -112,16 +111,6 @@ def latest_checkpoint(path):
     return max(found, key=lambda p: (checkpoint_epoch(p), p.stat().st_mtime_ns))
 
 
-def checkpoint_model(ckpt):
-    """(short model name, params) of a checkpoint, from its own keys or its config (thelper layout)."""
-    model_cfg = (ckpt.get("config") or {}).get("model") or {}
-    type_name = ckpt.get("model_type") or model_cfg.get("type")
-    params = ckpt.get("model_params") or model_cfg.get("params") or {}
-    if not type_name:
-        raise LakesError("the checkpoint does not say which model it holds (no model_type nor config.model)")
-    return resolve_model(type_name), dict(params)
-
-
 def checkpoint_input(ckpt):
     """How the checkpoint's tensors were built: scaling, px_size and srs (defaults: thelper's)."""
     if isinstance(ckpt.get("input"), dict):
@@ -132,36 +121,3 @@ def checkpoint_input(ckpt):
     return {"scaling": params.get("scaling", "minmax"),
             "px_size": float(params.get("px_size", DEFAULT_INPUT["px_size"])),
             "srs": srs if ":" in srs else f"EPSG:{srs}"}
-
-
-def model_from_checkpoint(ckpt, device="cpu"):
-    """Rebuild the model a checkpoint holds, in eval mode on ``device``.
-
-    ``ckpt``: a dict from load_checkpoint or a path. Works on our checkpoints (final or written
-    mid-training) and on thelper's. Returns ``(model, info)``; info has name, epoch, iter,
-    model_type, model_params, outputs, monitor_best, monitor_best_epoch and input.
-    """
-    if not isinstance(ckpt, dict):
-        ckpt = load_checkpoint(ckpt)
-    short, params = checkpoint_model(ckpt)
-    state = state_dict_of(ckpt)
-    model = build_model(short, params, with_weights=False)
-    expected = model.state_dict()
-    for key, tensor in state.items():
-        if key in expected and expected[key].shape != tensor.shape:
-            if "cls" in key and expected[key].shape[1:] == tensor.shape[1:]:
-                classes = tensor.shape[0] * NUM_CLASSES // expected[key].shape[0]
-                raise LakesError(f"the checkpoint's model predicts {classes} classes; a lake detector has "
-                                 f"{NUM_CLASSES} (background, lake). Use a checkpoint trained for lakes")
-            raise LakesError(f"the checkpoint's weights do not fit model {short} (tensor {key} differs)")
-    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        raise LakesError(f"the checkpoint's weights do not fit model {short} "
-                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
-    model.load_state_dict(state, strict=False)
-    model.to(device).eval()
-    info = {key: ckpt.get(key) for key in ("name", "epoch", "iter", "source", "version", "outputs",
-                                           "monitor_best", "monitor_best_epoch")}
-    info.update(model_type=short, model_params=params, input=checkpoint_input(ckpt))
-    return model, info

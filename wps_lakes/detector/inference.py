@@ -28,13 +28,14 @@ import torch
 
 from ..errors import LakesError
 from ..geodata import iter_tiles, open_dem, read_vector, write_geojson
+from ..geodata.quicklook import detections_quicklook
 from ..geodata.tiles import TILE_OVERLAP, TILE_SIZE, tile_counts
-from ..hydro.quicklook import detections_quicklook
 from ..limits import DEFAULT_LIMITS
-from .checkpoints import load_checkpoint, model_from_checkpoint
+from .checkpoints import load_checkpoint
 from .metrics import box_iou
 from .names import DEVICE_CHOICES
 from .training import resolve_device
+from .zoo import model_from_checkpoint
 
 MERGES = ("fuse", "union")
 LAKE_LABEL = 1

@@ -22,6 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..errors import LakesError
+from .checkpoints import checkpoint_input, load_checkpoint, state_dict_of
 
 NUM_CLASSES = 2  # background, lake
 CLASS_NAMES = {"background": 0, "lake": 1}
@@ -262,8 +263,6 @@ def load_weights(model, path):
     Tensors whose shapes differ (a 91-class COCO head) are left as initialised. Returns the number
     of tensors loaded; refuses a file that fits less than half of the model.
     """
-    from .checkpoints import load_checkpoint, state_dict_of
-
     path = Path(str(path))
     if not path.is_file():
         raise LakesError(f"weights file {path.name!r} not found; give the path of a local .pth file "
@@ -286,3 +285,46 @@ def load_weights(model, path):
 
 def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def checkpoint_model(ckpt):
+    """(short model name, params) of a checkpoint, from its own keys or its config (thelper layout)."""
+    model_cfg = (ckpt.get("config") or {}).get("model") or {}
+    type_name = ckpt.get("model_type") or model_cfg.get("type")
+    params = ckpt.get("model_params") or model_cfg.get("params") or {}
+    if not type_name:
+        raise LakesError("the checkpoint does not say which model it holds (no model_type nor config.model)")
+    return resolve_model(type_name), dict(params)
+
+
+def model_from_checkpoint(ckpt, device="cpu"):
+    """Rebuild the model a checkpoint holds, in eval mode on ``device``.
+
+    ``ckpt``: a dict from load_checkpoint or a path. Works on our checkpoints (final or written
+    mid-training) and on thelper's. Returns ``(model, info)``; info has name, epoch, iter,
+    model_type, model_params, outputs, monitor_best, monitor_best_epoch and input.
+    """
+    if not isinstance(ckpt, dict):
+        ckpt = load_checkpoint(ckpt)
+    short, params = checkpoint_model(ckpt)
+    state = state_dict_of(ckpt)
+    model = build_model(short, params, with_weights=False)
+    expected = model.state_dict()
+    for key, tensor in state.items():
+        if key in expected and expected[key].shape != tensor.shape:
+            if "cls" in key and expected[key].shape[1:] == tensor.shape[1:]:
+                classes = tensor.shape[0] * NUM_CLASSES // expected[key].shape[0]
+                raise LakesError(f"the checkpoint's model predicts {classes} classes; a lake detector has "
+                                 f"{NUM_CLASSES} (background, lake). Use a checkpoint trained for lakes")
+            raise LakesError(f"the checkpoint's weights do not fit model {short} (tensor {key} differs)")
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise LakesError(f"the checkpoint's weights do not fit model {short} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
+    model.load_state_dict(state, strict=False)
+    model.to(device).eval()
+    info = {key: ckpt.get(key) for key in ("name", "epoch", "iter", "source", "version", "outputs",
+                                           "monitor_best", "monitor_best_epoch")}
+    info.update(model_type=short, model_params=params, input=checkpoint_input(ckpt))
+    return model, info

@@ -1,4 +1,4 @@
-"""Waterbody split into lakes and rivers, evaluation against truth, and quicklooks (no torch here)."""
+"""Waterbody split into lakes and rivers, and evaluation against truth (no torch here)."""
 from .evaluation import evaluate_detections, evaluate_split, format_table, truth_lake_boxes
 from .split import METHODS, SplitParams, SplitResult, split_to_files, split_waterbodies, write_split
 

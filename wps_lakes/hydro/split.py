@@ -38,10 +38,10 @@ from scipy import ndimage
 
 from ..errors import LakesError
 from ..geodata.grid import Grid, crs_string
+from ..geodata.quicklook import split_quicklook
 from ..geodata.rasters import open_dem
 from ..geodata.vectors import LAKE, RIVER, check_overlap, read_vector, write_geojson
 from ..limits import DEFAULT_LIMITS
-from .quicklook import split_quicklook
 
 METHODS = ("refined", "boxes")
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity

@@ -1,11 +1,14 @@
-"""The one registry of WPS processes: what GetCapabilities lists is exactly this list."""
+"""The native WPS processes (train, detect, split) and their base class.
+
+The service serves these and the ESGF compute profile's wrappers of them: ``service.registry``
+holds the one list that GetCapabilities shows.
+"""
 
 
-def get_processes():
-    """Fresh process instances, in the order the capabilities list them."""
-    from .esgf import ESGF_PROCESSES
-    from .wps_detect import Detect
-    from .wps_split import Split
-    from .wps_train import Train
+def native_processes():
+    """Fresh instances of the native processes, in the order the capabilities list them."""
+    from .detect import Detect
+    from .split import Split
+    from .train import Train
 
-    return [Train(), Detect(), Split()] + [cls() for cls in ESGF_PROCESSES]
+    return [Train(), Detect(), Split()]

@@ -1,1 +1,2 @@
-"""Service extensions around PyWPS: the WSGI router, job handling and protocol front-ends."""
+"""The application: the WSGI router (``app``), access tokens (``auth``), request guards (``guards``), the
+cached capability documents (``documents``) and the registry of served processes (``registry``)."""

@@ -4,7 +4,6 @@ import mimetypes
 import os
 import re
 import threading
-from pathlib import Path
 from urllib.parse import urlparse
 
 from pywps import configuration
@@ -12,45 +11,14 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.utils import send_from_directory
 from werkzeug.wrappers import Request, Response
 
-from ..processes import get_processes
-from . import database, jobs, settings
+from ..jobs.local import start_job_server
+from ..runtime import settings
 from .documents import DocumentCache
 from .guards import GuardedService, guard_request
+from .registry import get_processes
 
 LOGGER = logging.getLogger("PYWPS")
 STATUS_DOCUMENT = re.compile(r"[0-9a-fA-F-]{36}\.xml")  # <outputpath>/<job uuid>.xml
-
-
-def default_home():
-    return os.environ.setdefault("WPS_LAKES_HOME", str(Path.home() / ".local/share/wps-lakes"))
-
-
-def prepare_folders():
-    """Create the folders the configuration names, so a fresh install starts cleanly."""
-    for option in ("outputpath", "workdir"):
-        folder = Path(configuration.get_config_value("server", option))
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as exc:
-            # Jobs write status documents and outputs here (workers too, on a shared mount).
-            raise SystemExit(f"[server] {option} = {folder} is not a writable folder here ({exc.strerror}); "
-                             "create it or mount it read-write (workers share it with the web server)") from None
-    database_url = configuration.get_config_value("logging", "database")
-    if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
-        Path(database_url[len("sqlite:///"):].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
-    logfile = configuration.get_config_value("logging", "file")
-    if logfile:
-        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
-
-
-def load_config(cfgfiles):
-    default_home()
-    configuration.load_configuration(list(cfgfiles))
-    prepare_folders()
-    database.keep_open(configuration.get_config_value("logging", "database"))
 
 
 class ServiceApp:
@@ -58,7 +26,7 @@ class ServiceApp:
 
     def __init__(self, cfgfiles):
         self.cfgfiles = list(cfgfiles)
-        load_config(self.cfgfiles)
+        settings.load_service_config(self.cfgfiles)
         settings.CFGFILES[:] = self.cfgfiles
         # Service() would reload the configuration; it is loaded above already.
         # PyWPS's Service with the input checks (references, file://, literals) in front of Execute.
@@ -67,7 +35,7 @@ class ServiceApp:
         self.outputs_prefix = urlparse(configuration.get_config_value("server", "outputurl")).path.rstrip("/")
         self.wps_path = urlparse(configuration.get_config_value("server", "url")).path.rstrip("/") or "/wps"
         self.wps_documents = DocumentCache(self.wps)  # PyWPS, with its capabilities and descriptions kept
-        threading.Thread(target=jobs.start_job_server, daemon=True, name="job-fork-server").start()
+        threading.Thread(target=start_job_server, daemon=True, name="job-fork-server").start()
         self.ogcapi = None  # OGC API - Processes, built on first use
 
     def __call__(self, environ, start_response):
@@ -86,7 +54,7 @@ class ServiceApp:
 
     def wps_endpoint(self, request):
         """The WSGI application that answers a request to /wps: PyWPS (1.0.0) or WPS 2.0.0."""
-        from .wps2 import route
+        from ..frontends.wps2 import route
 
         # One guard for both versions: body size (also chunked) and no DOCTYPE, before any parser.
         refusal = guard_request(request)
@@ -96,7 +64,7 @@ class ServiceApp:
 
     def rest_endpoint(self, request):
         """Answer a request outside /wps and /outputs (a werkzeug Response): OGC API - Processes."""
-        from .ogcapi import OGCAPI
+        from ..frontends.ogcapi import OGCAPI
 
         if self.ogcapi is None:
             self.ogcapi = OGCAPI(self)

@@ -32,7 +32,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 from pywps import configuration
 
-from . import settings
+from ..runtime import settings
 
 LOGGER = logging.getLogger("PYWPS")
 OPEN_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -29,27 +29,26 @@ JSON, WPS 2.0.0 and OGC API - Processes)
 - ServerBusy (queue full, job slots busy) is answered with HTTP 503 and Retry-After, in every
   protocol (PyWPS answers 400, which tells a client the request itself was wrong).
 
-``local_input_file`` is the job-time twin for file inputs: a job reads only files inside the
+``runtime.references.local_input_file`` is the job-time twin for file inputs: a job reads only files inside the
 allowed input folders or its own work folder, whatever a link was changed to since.
 """
 import io
 import logging
-import os
 import re
-from pathlib import Path
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape, quoteattr
 
 from pywps import configuration
-from pywps.app.Service import Service
-from pywps.exceptions import FileURLNotSupported, InvalidParameterValue, NoApplicableCode
+from pywps.exceptions import InvalidParameterValue, NoApplicableCode
 from pywps.exceptions import ServerBusy as PyWPSServerBusy
 from pywps.inout import basic as pywps_basic
 from pywps.inout.inputs import BoundingBoxInput, ComplexInput
 from werkzeug.wrappers import Response
 
 from ..errors import LakesError
-from . import references
+from ..jobs.dispatch import JobService
+from ..runtime import references, settings
+from ..runtime.references import allowed_file
 
 LOGGER = logging.getLogger("PYWPS")
 
@@ -59,7 +58,6 @@ RETRY_AFTER_S = 30
 ASCII_ENCODINGS = re.compile(r"(utf-?8|us-ascii|ascii|iso[-_]?8859-\d+|latin-?1|l1|(windows|cp)-?125\d)",
                              re.IGNORECASE)
 WPS2_NAMESPACE = b"http://www.opengis.net/wps/2.0"
-FILE_PATH_FORBIDDEN = re.compile(r"[?#;\x00-\x1f\x7f]")
 # Characters XML 1.0 does not allow, even escaped: an ExceptionReport echoing them is not XML.
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -258,7 +256,7 @@ def _is_wps2(request, body):
 def refusal_response(refusal, wps2=False):
     """An OWS ExceptionReport: OWS 2.0 for WPS 2.0.0 requests, OWS 1.1 (as PyWPS writes it) otherwise."""
     if wps2:
-        from .wps2 import exception_report
+        from ..frontends.wps2 import exception_report
 
         code = "SizeExceeded" if refusal.code == "FileSizeExceeded" else refusal.code
         return exception_report(code, refusal.message, refusal.locator, refusal.status)
@@ -275,53 +273,6 @@ def ows11_report(code, message, locator="", status=400, headers=None):
             "  </ows:Exception>\n"
             "</ows:ExceptionReport>\n")
     return Response(body, status=status, content_type="text/xml; charset=utf-8", headers=headers)
-
-
-# ---------------------------------------------------------------------------------------------
-# file:// inputs
-
-
-def allowed_roots():
-    paths = configuration.get_config_value("server", "allowedinputpaths") or ""
-    return [Path(os.path.realpath(p.strip())) for p in paths.split(os.pathsep) if p.strip()]
-
-
-def _inside(path, roots):
-    return any(path == root or root in path.parents for root in roots)
-
-
-def allowed_file(href):
-    """The resolved local path of a file:// reference inside ``allowedinputpaths``; FileURLNotSupported if not.
-
-    The path is the one PyWPS would link (``urlparse(href).path``, not unquoted), resolved with every
-    symlink followed; it must lie inside an allowed folder (on a path boundary) and be a file.
-    """
-    shown = str(href)[:200]
-    parsed = urlparse(str(href))
-    if parsed.scheme.lower() != "file":
-        raise FileURLNotSupported(f"{shown!r} is not a file:// reference", "href")
-    if parsed.netloc not in ("", "localhost"):
-        raise FileURLNotSupported(f"file:// references name a path on this server, not on host {parsed.netloc!r}",
-                                  "href")
-    roots = allowed_roots()
-    if not roots:
-        raise FileURLNotSupported("This server accepts no file:// references ([server] allowedinputpaths is "
-                                  "empty); give the data inline or by an http(s) URL.", "href")
-    raw = parsed.path
-    if not raw.startswith("/") or "\0" in raw:
-        raise FileURLNotSupported(f"file:// reference {shown!r} needs an absolute path", "href")
-    path = Path(os.path.realpath(raw))
-    if not _inside(path, roots):
-        raise FileURLNotSupported(f"file:// reference {shown!r} is outside the server's allowed input folders "
-                                  "([server] allowedinputpaths; links are followed); give a file inside them, or "
-                                  "the data inline or by an http(s) URL.", "href")
-    if FILE_PATH_FORBIDDEN.search(str(path)):
-        raise FileURLNotSupported(f"file:// reference {shown!r}: the file's name holds characters that cannot be "
-                                  "used in a URL path (?, #, ; or control characters); rename it", "href")
-    if not path.is_file():
-        raise FileURLNotSupported(f"file:// reference {shown!r} names no readable file in the server's allowed "
-                                  "input folders", "href")
-    return path
 
 
 def _validate_file_input(href):
@@ -352,19 +303,6 @@ def harden_pywps():
         NoApplicableCode.get_response = get_response
 
 
-def local_input_file(path, *workdirs):
-    """Job-time check of a file input PyWPS prepared: a file (followed through links) inside the
-    allowed input folders or the job's own work folders (the process's, and the input's: PyWPS keeps
-    the folder where the request was parsed). Returns the resolved path; LakesError otherwise.
-    (Callers keep using PyWPS's name for the file: its extension tells the readers the format.)"""
-    resolved = Path(os.path.realpath(path))
-    roots = allowed_roots() + [Path(os.path.realpath(w)) for w in workdirs if w]
-    if not _inside(resolved, roots) or not resolved.is_file():
-        raise LakesError(f"input file {Path(path).name!r} is no longer a file inside the server's allowed input "
-                         "folders; give it again")
-    return resolved
-
-
 # ---------------------------------------------------------------------------------------------
 # Execute inputs
 
@@ -375,10 +313,10 @@ def _refuse(message, locator):
 
 def check_inputs(process, wps_request):
     """Check (and where needed rewrite) the parsed inputs of an Execute request; see the module doc."""
-    from .wps2_bridge import ServiceError, check_literal
+    from ..frontends.bridge import ServiceError, check_literal
 
     definitions = {i.identifier: i for i in process.inputs}
-    policy = references.policy_from_config()
+    policy = settings.reference_policy()
     for identifier, items in (wps_request.inputs or {}).items():
         definition = definitions.get(identifier)
         if definition is None:
@@ -426,7 +364,7 @@ def _check_complex(identifier, item, policy):
                 f"allowed input folders), not {href[:60]!r}.", identifier)
 
 
-class GuardedService(Service):
+class GuardedService(JobService):
     """PyWPS's Service with the input checks above in front of Execute and ServerBusy as 503."""
 
     def __init__(self, *args, **kwargs):

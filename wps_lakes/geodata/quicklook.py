@@ -1,0 +1,99 @@
+"""PNG quicklooks of detections and splits: hillshaded DEM, waterbodies, boxes coloured by confidence.
+
+Drawn with matplotlib's Agg canvas (no display, no pyplot state). The DEM is read on a coarse grid
+so the image and the memory stay bounded whatever the raster size.
+"""
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LightSource, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from rasterio.enums import Resampling
+
+from .grid import Grid
+
+MAX_SIDE_PX = 600           # hillshade pixels along the longer side (the figure shows about as many)
+FIGURE_INCHES, DPI = 8, 100  # at most 800 x 800 px
+LAKE_COLOUR, RIVER_COLOUR, WATER_COLOUR = "#1f4fd1", "#3fc1c9", "#6fa8dc"
+CONFIDENCE_COLOURS = "plasma"
+
+
+def detections_quicklook(path, detections, waterbodies, dem=None):
+    """Hillshade, waterbodies and the detected boxes coloured by ``confidence``; writes ``path``."""
+    fig, ax = _figure()
+    bounds = _bounds(waterbodies, detections)
+    _hillshade(ax, dem, bounds)
+    if not waterbodies.empty:
+        waterbodies.plot(ax=ax, color=WATER_COLOUR, edgecolor="none")
+    cmap = colormaps[CONFIDENCE_COLOURS]
+    fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=ax, shrink=0.7, label="confidence")
+    for box, score in zip(detections.geometry, detections["confidence"], strict=True):
+        _box(ax, box, cmap(float(score)))
+    ax.set_title(f"{len(detections)} lake detection(s)")
+    return _save(fig, ax, bounds, path)
+
+
+def split_quicklook(path, result, dem=None, detections=None):
+    """Hillshade, lakes and rivers of a ``SplitResult``, and the boxes used if any; writes ``path``."""
+    fig, ax = _figure()
+    bounds = _bounds(result.hydro, detections)
+    _hillshade(ax, dem, bounds)
+    for parts, colour in ((result.rivers, RIVER_COLOUR), (result.lakes, LAKE_COLOUR)):
+        if not parts.empty:
+            parts.plot(ax=ax, color=colour, edgecolor="none")
+    if detections is not None:
+        for box in detections.to_crs(result.hydro.crs).geometry:
+            _box(ax, box, "#e8a33d", linestyle="--")
+    ax.legend(handles=[Rectangle((0, 0), 1, 1, color=LAKE_COLOUR, label=f"lakes ({len(result.lakes)})"),
+                       Rectangle((0, 0), 1, 1, color=RIVER_COLOUR, label=f"rivers ({len(result.rivers)})")],
+              loc="upper right", fontsize="small")
+    return _save(fig, ax, bounds, path)
+
+
+def _figure():
+    fig = Figure(figsize=(FIGURE_INCHES, FIGURE_INCHES), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _bounds(frame, detections):
+    """Map bounds to draw: the layer's, grown to the boxes; a unit square around nothing."""
+    frames = [f for f in (frame, detections) if f is not None and not f.empty]
+    if not frames:
+        return (0.0, 0.0, 1.0, 1.0)
+    xmin, ymin, xmax, ymax = np.array([f.to_crs(frame.crs).total_bounds for f in frames]).T
+    return xmin.min(), ymin.min(), xmax.max(), ymax.max()
+
+
+def _hillshade(ax, dem, bounds):
+    if dem is None:
+        return
+    xmin, ymin, xmax, ymax = bounds
+    px = max(dem.grid.px_size, max(xmax - xmin, ymax - ymin) / MAX_SIDE_PX)
+    grid = Grid.from_bounds(bounds, px, dem.grid.crs)
+    z = dem.read(grid, resampling=Resampling.nearest)  # a picture: nearest is 3x cheaper than bilinear
+    if z.count() == 0:
+        return
+    shade = LightSource(azdeg=315, altdeg=45).hillshade(z.filled(float(z.mean())), dx=px, dy=px)
+    gxmin, gymin, gxmax, gymax = grid.bounds
+    ax.imshow(np.ma.masked_where(np.ma.getmaskarray(z), shade), cmap="gray", vmin=0, vmax=1,
+              extent=(gxmin, gxmax, gymin, gymax), interpolation="nearest")
+
+
+def _box(ax, box, colour, linestyle="-"):
+    xmin, ymin, xmax, ymax = box.bounds
+    ax.add_patch(Rectangle((xmin, ymin), xmax - xmin, ymax - ymin, fill=False, edgecolor=colour,
+                           linewidth=1.2, linestyle=linestyle))
+
+
+def _save(fig, ax, bounds, path):
+    xmin, ymin, xmax, ymax = bounds
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.ticklabel_format(useOffset=False, style="plain")
+    ax.tick_params(labelsize="x-small")
+    fig.savefig(path, format="png")
+    return path
