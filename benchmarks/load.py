@@ -8,13 +8,19 @@ The CLI writes the figures to benchmarks/results/load.json, with ``--machine`` (
 words) and the date.
 
 ``run(duration_s, clients)`` starts the service (``wps-lakes start``, 2 gunicorn workers of 8 threads,
-2 job slots, a queue of 100) in a temporary folder with a small synthetic scene, then runs
-``clients`` threads for ``duration_s`` seconds, each issuing requests back to back (no think time):
+2 job slots, a queue of 100, access tokens on for ``USERS`` users) in a temporary folder with a small
+synthetic scene, then runs ``clients`` threads for ``duration_s`` seconds, each issuing requests back
+to back (no think time):
 
 - ``submitters`` of them (default 10) submit small asynchronous ``split`` jobs (WPS 1.0.0 XML,
-  method=boxes, 1.5 km scene) and poll each job's status document until it ends, then submit the next;
-- the others mix GetCapabilities (WPS 1.0.0 and 2.0.0), DescribeProcess (one process and all) and
-  status polls (WPS 1.0.0 status documents and WPS 2.0.0 GetStatus of the jobs seen so far).
+  method=boxes, 1.5 km scene), each as one of the users (its token in the COMPUTE-TOKEN header), and
+  poll each job's status document (without a token, as OWSLib does) until it ends, then submit the next;
+- the others mix GetCapabilities (WPS 1.0.0 and 2.0.0), DescribeProcess (one process and all),
+  status polls (WPS 1.0.0 status documents and WPS 2.0.0 GetStatus of the jobs seen so far) and a
+  user's job list (OGC API ``GET /jobs`` with a token).
+
+Afterwards every job must have its complete record (``records``): its submitter as owner, the
+process, the client's address, the inputs as given, when it was accepted and started, a final state.
 
 When the time is up no new job is submitted; the driver waits for every job submitted to end.
 
@@ -33,6 +39,7 @@ import json
 import os
 import platform
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -51,6 +58,7 @@ WPS2 = "http://www.opengis.net/wps/2.0"
 OWS_NAMESPACES = ("http://www.opengis.net/ows/1.1", "http://www.opengis.net/ows/2.0")
 PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 RESULTS = Path(__file__).with_name("results")
+USERS = 3  # the local service runs with access tokens for this many users
 
 
 def prepare_inputs(folder):
@@ -96,6 +104,13 @@ class Recorder:
         self.verdicts = Counter()          # ok | server_error | busy | bad_answer | client_error
         self.examples = {}                 # verdict -> one example, for the report
 
+    def flag(self, verdict, example):
+        """A wrong answer found on a closer look at a response already counted as ok."""
+        with self.lock:
+            self.verdicts[verdict] += 1
+            self.verdicts["ok"] -= 1
+            self.examples.setdefault(verdict, example)
+
     def add(self, operation, status, ms, verdict, example=""):
         with self.lock:
             self.latencies[operation].append(ms)
@@ -114,6 +129,13 @@ def _root(response):
 
 def _verdict(response, expected):
     """ok, busy, server_error or bad_answer, from the status and the document."""
+    if expected == "JobList":
+        if response.status_code >= 500:
+            return "server_error"
+        try:
+            return "ok" if response.status_code == 200 and isinstance(response.json()["jobs"], list) else "bad_answer"
+        except (ValueError, KeyError, TypeError):
+            return "bad_answer"
     root = _root(response)
     if response.status_code >= 500:
         codes = [e.get("exceptionCode") for e in root.iter("{*}Exception")] if root is not None else []
@@ -140,8 +162,10 @@ def _status_of(root):
 
 
 class Load:
-    def __init__(self, url, inputs, duration_s, clients, submitters, seed):
+    def __init__(self, url, inputs, duration_s, clients, submitters, seed, tokens=None):
         self.url = url
+        self.tokens = list((tokens or {}).items())  # [(user, token)]: jobs are submitted as these users
+        self.job_owners = {}      # job id -> the user who submitted it
         self.base = url.rsplit("/", 1)[0]
         self.body = split_request(inputs)
         self.duration_s = duration_s
@@ -176,11 +200,18 @@ class Load:
 
     # -- the two kinds of client ----------------------------------------------------------------
 
+    def user_headers(self, index):
+        if not self.tokens:
+            return "anonymous", {}
+        user, token = self.tokens[index % len(self.tokens)]
+        return user, {"COMPUTE-TOKEN": token}
+
     def submitter(self, index):
         session = requests.Session()
+        user, headers = self.user_headers(index)
         while time.monotonic() < self.stop_at:
             response = self.request(session, "execute_split", "ExecuteResponse", "POST", self.url, data=self.body,
-                                    headers={"Content-Type": "text/xml"})
+                                    headers={"Content-Type": "text/xml", **headers})
             if response is None:
                 time.sleep(0.5)
                 continue
@@ -190,6 +221,7 @@ class Load:
             with self.jobs_lock:
                 self.jobs[location] = job
                 self.job_ids.append(location.rsplit("/", 1)[-1][:-4])
+                self.job_owners[self.job_ids[-1]] = user
             self.follow(session, location, job, deadline=None)
 
     def follow(self, session, location, job, deadline):
@@ -218,6 +250,15 @@ class Load:
                 self.request(session, "describeprocess", "ProcessDescriptions", "GET", self.url,
                              params={"service": "WPS", "request": "DescribeProcess", "version": "1.0.0",
                                      "identifier": rng.choice(["split", "detect", "train"])})
+            elif choice < 0.6 and self.tokens and rng.random() < 0.5:
+                user, headers = self.user_headers(index)
+                response = self.request(session, "job_list", "JobList", "GET", f"{self.base}/jobs",
+                                        params={"limit": 1000}, headers=headers)
+                with self.jobs_lock:
+                    listed = {job["jobID"] for job in response.json()["jobs"]} if response is not None else set()
+                    others = [j for j in listed if self.job_owners.get(j, user) != user]
+                if others:  # another user's job in this user's list
+                    self.record.flag("bad_answer", f"job_list: {user} was shown another user's job {others[0]}")
             elif choice < 0.6:
                 self.request(session, "describeprocess_all", "ProcessDescriptions", "GET", self.url,
                              params={"service": "WPS", "request": "DescribeProcess", "version": "1.0.0",
@@ -300,16 +341,36 @@ def run(duration_s=60, clients=50, submitters=10, url=None, inputs=None, seed=0,
 
 
 def _run_local(home, duration_s, clients, submitters, seed, drain_timeout_s):
+    tokens = {f"user{i}": f"load-token-{i}-{random.Random(seed + i).getrandbits(64):016x}" for i in range(USERS)}
+    home.mkdir(parents=True, exist_ok=True)
+    tokens_file = home / "users"
+    tokens_file.write_text("".join(f"{user} {token}\n" for user, token in tokens.items()))
     service = LiveServer(home, extra_cfg={"server": {"parallelprocesses": 2, "maxprocesses": 100},
+                                          "auth": {"tokens_file": str(tokens_file)},
                                           "logging": {"level": "WARNING"}}).start()
     try:
         inputs = prepare_inputs(service.inputs)
-        result = Load(service.url, inputs, duration_s, clients, submitters, seed).run(drain_timeout_s)
+        load = Load(service.url, inputs, duration_s, clients, submitters, seed, tokens)
+        result = load.run(drain_timeout_s)
+        result["records"] = check_records(home / "jobs.sqlite", load.job_owners)
         result["service"] = {"workers": service.gunicorn_workers, "threads": service.gunicorn_threads, "job_slots": 2,
-                             "queue": 100, "cpus": os.cpu_count()}
+                             "queue": 100, "users": USERS, "cpus": os.cpu_count()}
         return result
     finally:
         service.stop()
+
+
+def check_records(database, job_owners):
+    """Every job's record is complete: the submitter as owner, process, address, inputs, accepted and
+    started times, and a final state in PyWPS's table."""
+    with sqlite3.connect(database) as db:
+        rows = {row[0]: row[1:] for row in db.execute(
+            "select r.uuid, r.owner, r.process, r.address, r.inputs, r.accepted, r.started, p.status, p.time_end "
+            "from wps_lakes_job_records r join pywps_requests p on p.uuid = r.uuid")}
+    incomplete = [job for job, owner in job_owners.items()
+                  if job not in rows or rows[job][0] != owner or not all(rows[job][1:])
+                  or json.loads(rows[job][3]).get("method") != ["boxes"] or rows[job][6] not in (4, 5)]
+    return {"jobs": len(job_owners), "complete": len(job_owners) - len(incomplete), "incomplete": incomplete[:5]}
 
 
 def main(argv=None):

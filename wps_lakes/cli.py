@@ -186,13 +186,14 @@ def load_started_service_config(extra):
 
 def cmd_jobs(args):
     load_started_service_config(args.config)
-    from .jobs import store
+    from .jobs import records, store
 
     if args.action == "list":
-        rows = store.list_jobs(limit=args.limit)
-        print(f"{'job id':36}  {'process':8}  {'status':9}  {'%':>3}  message")
+        rows = store.list_jobs(limit=args.limit, owner=args.user)
+        print(f"{'job id':36}  {'process':8}  {'owner':12}  {'status':9}  {'%':>3}  message")
         for job in rows:
-            print(f"{job.uuid:36}  {job.process or '':8}  {job.status:9}  {int(job.percent):3d}  {job.message[:80]}")
+            print(f"{job.uuid:36}  {job.process or '':8}  {job.owner[:12]:12}  {job.status:9}  "
+                  f"{int(job.percent):3d}  {job.message[:80]}")
         return 0
     if not args.job:
         print(f"wps-lakes jobs {args.action} needs a job id", file=sys.stderr)
@@ -201,8 +202,14 @@ def cmd_jobs(args):
     if job is None:
         print(f"no such job: {args.job}", file=sys.stderr)
         return 1
-    for field in ("uuid", "process", "status", "percent", "message", "created", "updated", "pid"):
+    record = records.get(job.uuid) or {}
+    for field in ("uuid", "process", "owner", "status", "percent", "message", "created", "updated", "pid"):
         print(f"{field:8} {getattr(job, field)}")
+    print(f"{'address':8} {record.get('address') or 'unknown'}")
+    print(f"{'started':8} {record.get('started') or '-'}")
+    for identifier, values in (record.get("inputs") or {}).items():
+        for value in values:
+            print(f"{'input':8} {identifier} = {value}")
     return 0
 
 
@@ -373,12 +380,14 @@ def build_parser():
     add_start_options(restart)
     restart.set_defaults(func=cmd_restart)
 
-    jobs = commands.add_parser("jobs", help="list, show or dismiss the service's jobs (operators)")
+    jobs = commands.add_parser("jobs", help="list, show (with the audit record) or dismiss the service's jobs "
+                                            "(operators: every user's)")
     jobs.add_argument("action", choices=["list", "show", "dismiss"])
     jobs.add_argument("job", nargs="?", help="job id (show, dismiss)")
     jobs.add_argument("-c", "--config", action="append", default=[], metavar="CFG",
                       help="the service's extra config files, as given to start")
     jobs.add_argument("--limit", type=int, default=50, help="newest jobs listed (default 50)")
+    jobs.add_argument("--user", help="list only this user's jobs (default: every user's)")
     jobs.add_argument("--grace", type=float, default=10.0,
                       help="seconds a running job has to stop by itself before it is ended (default 10)")
     jobs.set_defaults(func=cmd_jobs)

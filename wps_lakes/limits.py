@@ -16,6 +16,7 @@ class Limits:
     max_tiles: int = 20_000                # inference tiles per job
     max_epochs: int = 500
     max_train_seconds: int = 7 * 24 * 3600  # wall time of one training job
+    max_job_seconds: int = 24 * 3600        # wall time of any other job (detect, split, ...)
     max_download_bytes: int = 2 * 1024**3  # one fetched reference
 
     @classmethod

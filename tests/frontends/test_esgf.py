@@ -277,6 +277,27 @@ def test_split_with_a_checkpoint_is_queued(server, trained, library):
     assert json.loads(files["hydro|op1"])["features"]
 
 
+def test_jobs_belong_to_the_token_that_started_them(server, trained):
+    """Each token of the older form ([esgf] tokens_file) is a user of its own: a job started with one
+    is listed to it alone and cannot be dismissed with the other, whatever the protocol."""
+    base = server.url.rsplit("/", 1)[0]
+
+    def listed(token):
+        response = requests.get(f"{base}/jobs", params={"limit": 1000}, headers={"COMPUTE-TOKEN": token}, timeout=30)
+        assert response.status_code == 200, response.text
+        return {job["jobID"] for job in response.json()["jobs"]}
+
+    train_id = trained[0].statusLocation.rsplit("/", 1)[1].removesuffix(".xml")
+    mine, theirs = listed(TOKEN), listed(OTHER_TOKEN)
+    assert train_id in mine and not mine & theirs
+    assert requests.get(f"{base}/jobs", timeout=30).status_code == 401
+    refused = requests.delete(f"{base}/jobs/{train_id}", headers={"COMPUTE-TOKEN": OTHER_TOKEN}, timeout=30)
+    assert refused.status_code == 403 and refused.json()["title"] == "Forbidden"
+    wps2 = requests.get(server.url, headers={"COMPUTE-TOKEN": OTHER_TOKEN}, timeout=30, params={
+        "service": "WPS", "version": "2.0.0", "request": "Dismiss", "jobID": train_id})
+    assert wps2.status_code == 403 and "another user" in wps2.text
+
+
 def test_split_without_token_on_open_server(live_server, open_scene, library):
     """The same client without a token, on a server with no tokens configured; a pixel domain."""
     wps = client(live_server.url)

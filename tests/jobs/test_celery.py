@@ -141,6 +141,30 @@ def test_broker_unreachable_is_server_busy(tmp_path):
         server.stop()
 
 
+def test_max_jobs_per_user_holds_on_celery(tmp_path):
+    """The broker's queue is first in, first out: what keeps a user from filling it is the cap, checked
+    by the web server against the job records before a task is published (no worker needed)."""
+    redis = RedisServer(tmp_path / "redis").start()
+    server = LiveServer(tmp_path / "server", extra_cfg={
+        "processing": {"mode": "celery"}, "celery": dict(CELERY, broker_url=redis.url),
+        "auth": {"max_jobs_per_user": "2"}}).start()
+    try:
+        folder = server.inputs / "scene"
+        paths = make_scene(folder, seed=5, size_m=1500)
+        write_geojson(truth_lake_boxes(read_vector(paths["hydro"])), folder / "boxes.geojson")
+        scene = {"waterbodies": paths["waterbodies"], "boxes": folder / "boxes.geojson"}
+        queued = [submit_split(server, scene) for _ in range(2)]  # no worker: both wait in the broker
+        over = requests.get(server.url, params={
+            "service": "WPS", "version": "1.0.0", "request": "Execute", "identifier": "split",
+            "DataInputs": f"vector=@xlink:href=file://{scene['waterbodies']};method=boxes",
+            "storeExecuteResponse": "true", "status": "true"}, timeout=60)
+        assert over.status_code == 429 and "ServerBusy" in over.text and "max_jobs_per_user = 2" in over.text
+        assert all(job_record(server, job_id).get("status") == "accepted" for job_id in queued)
+    finally:
+        server.stop()
+        redis.stop()
+
+
 def submit_train(server, scene, epochs):
     """An async train on the small scene (the light CPU model, one iteration an epoch); the job id."""
     response = requests.get(server.url, params={

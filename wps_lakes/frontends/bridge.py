@@ -26,7 +26,7 @@ from pywps.response.status import WPS_STATUS
 
 from ..errors import LakesError
 from ..jobs import store
-from ..runtime import jobfiles, settings
+from ..runtime import jobfiles, settings, users
 from ..runtime.references import own_output_file
 
 LOGGER = logging.getLogger("PYWPS")
@@ -63,6 +63,7 @@ PYWPS_CODES = {
     "FileSizeExceeded": ("SizeExceeded", 413),
     "StorageNotSupported": ("InvalidParameterValue", 400),
     "ServerBusy": ("ServerBusy", 503),
+    "QuotaExceeded": ("ServerBusy", 429),
     "NotEnoughStorage": ("NoApplicableCode", 500),
     "FileStorageError": ("NoApplicableCode", 500),
     "SchedulerNotAvailable": ("NoApplicableCode", 503),
@@ -301,7 +302,7 @@ class Submission:
 
 
 def new_job_id():
-    return str(uuidlib.uuid1())
+    return str(uuidlib.uuid4())  # random: the id is the key to the job's status and outputs
 
 
 def submit(service, process, inputs, outputs, asynchronous, protocol, job_uuid=None, extra=None):
@@ -407,6 +408,7 @@ class JobView:
     created: datetime.datetime = None
     updated: datetime.datetime = None
     outputs: dict = field(default_factory=dict)  # identifier -> {"href", "mime_type"} | {"data"}
+    owner: str = users.ANONYMOUS
 
     @property
     def finished(self):
@@ -453,7 +455,7 @@ def _view(info):
         percent = 100
     return JobView(uuid=info.uuid, process=info.process, status=info.status, percent=max(0, min(100, percent)),
                    message=message, created=_utc(info.created),
-                   updated=_utc(record.get("updated")) or _utc(info.updated), outputs=outputs)
+                   updated=_utc(record.get("updated")) or _utc(info.updated), outputs=outputs, owner=info.owner)
 
 
 def job_view(job_uuid):
@@ -463,11 +465,21 @@ def job_view(job_uuid):
     return _view(info) if info else None
 
 
-def list_job_views(limit=100, process=None):
-    return [_view(info) for info in store.list_jobs(limit=limit, process=process)]
+def list_job_views(requester, limit=100, process=None):
+    """The jobs ``requester`` may see: their own, or every job for an admin. No one else's job id is
+    ever listed: the id is the key to a job's status and outputs."""
+    owner = None if requester.admin else requester.user
+    return [_view(info) for info in store.list_jobs(limit=limit, process=process, owner=owner)]
 
 
-def dismiss(job_uuid):
+def dismiss(job_uuid, requester):
+    """Dismiss a job of the requester's own (any job for an admin); ServiceError 403 otherwise."""
+    info = store.get_job(str(job_uuid))
+    if info is None:
+        return None
+    if not requester.may_manage(info.owner):
+        raise ServiceError("NoApplicableCode", f"Job {job_uuid} was started by another user: only its owner or an "
+                           "admin may dismiss it.", "jobID", 403)
     info = store.dismiss(str(job_uuid))
     return _view(info) if info else None
 

@@ -405,6 +405,9 @@ class EsgfProcess(LakesProcess):
         """Jobs that run a model are queued even when the client asked for a synchronous answer."""
         return self.always_async or any(v.role == "checkpoint" for v in cwt.variables)
 
+    def wall_time_limit(self):
+        return self.native_class.wall_time_limit(self)
+
     def needs_gpu(self, wps_request):
         return self.uses_gpu or self.runs_long(self.parse(wps_request.inputs))
 

@@ -23,8 +23,10 @@ from pywps import configuration
 from pywps.inout.literaltypes import AllowedValue, AnyValue
 from pywps.validator.allowed_value import ALLOWEDVALUETYPE, RANGECLOSURETYPE
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Response
 
+from ..runtime import users
 from . import bridge
 
 EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
@@ -67,7 +69,8 @@ class Problem(Exception):
 
 
 def problem_from(error):
-    return Problem(error.status, ERROR_TYPES.get(error.code, REQ + "core/http"), error.code, error.message)
+    title = error.code if error.code != "NoApplicableCode" else HTTP_STATUS_CODES.get(error.status, error.code)
+    return Problem(error.status, ERROR_TYPES.get(error.code, REQ + "core/http"), title, error.message)
 
 
 def job_id_ok(job_id):
@@ -401,6 +404,8 @@ class OGCAPI:
         document = {"type": "process", "processID": job.process, "jobID": job.uuid,
                     "status": STATUS.get(job.status, "accepted"), "message": job.message or "",
                     "progress": int(job.percent)}
+        if users.current().admin:
+            document["owner"] = job.owner
         for key, value in (("created", job.created), ("started", job.started), ("finished", job.finished_at),
                            ("updated", job.updated)):
             if value:
@@ -439,7 +444,7 @@ class OGCAPI:
 
     def dismiss(self, request, job_id):
         self.get_job(job_id)
-        job = bridge.dismiss(job_id)
+        job = bridge.dismiss(job_id, users.current())
         return self.render(request, self.status_info(job), f"Job {job_id}")
 
     def results(self, request, job_id):
@@ -474,7 +479,7 @@ class OGCAPI:
                         or len(process_ids) > 1)
         fetch = 10000 if filtered else offset + limit + 1
         views = [] if types and "process" not in types else bridge.list_job_views(
-            limit=fetch, process=process_ids[0] if len(process_ids) == 1 else None)
+            users.current(), limit=fetch, process=process_ids[0] if len(process_ids) == 1 else None)
         selected = []
         for job in views:
             if job.status == "dismissed":

@@ -29,6 +29,7 @@ from pywps.validator.allowed_value import ALLOWEDVALUETYPE
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
+from ..runtime import users
 from . import bridge
 
 NS_WPS = "http://www.opengis.net/wps/2.0"
@@ -464,7 +465,7 @@ class WPS2:
 
     def dismiss(self, job_id):
         self.job(job_id)
-        job = bridge.dismiss(job_id)
+        job = bridge.dismiss(job_id, users.current())
         return xml_response(status_info(job))
 
     # -- results -----------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def open_dem(paths, srs="EPSG:2959", px_size=3.0, limits=DEFAULT_LIMITS):
     sources = []
     try:
         for path in paths:
-            sources.append(_open_source(Path(path), srs, px_size))
+            sources.append(_open_source(Path(path), srs, px_size, limits))
     except Exception:
         for source in sources:
             source.dataset.close()
@@ -145,7 +145,7 @@ def open_dem(paths, srs="EPSG:2959", px_size=3.0, limits=DEFAULT_LIMITS):
     return Dem(sources, grid)
 
 
-def _open_source(path, srs, px_size):
+def _open_source(path, srs, px_size, limits):
     name = path.name
     if not path.is_file():
         raise LakesError(f"DEM file {name!r} was not found")
@@ -160,6 +160,14 @@ def _open_source(path, srs, px_size):
     if dataset.transform.is_identity:
         dataset.close()
         raise LakesError(f"{name} has no georeferencing (no geotransform); give a georeferenced GeoTIFF")
+    try:
+        # A file finer than the work grid is read at its own resolution: its declared size is what a job
+        # reads, checked before any read (a sparse file of a few kB can declare billions of pixels).
+        limits.check("max_raster_pixels", dataset.width * dataset.height,
+                     f"the size in pixels of DEM file {name} ({dataset.width:,} x {dataset.height:,})")
+    except LakesError:
+        dataset.close()
+        raise
     bounds = transform_bounds(dataset.crs, srs, *dataset.bounds, densify_pts=21)
     crs = crs_string(dataset.crs)
     return _Source(dataset, bounds, _lattice_grid(dataset, crs, srs, px_size), crs)

@@ -6,6 +6,9 @@ Every job runs in a process of its own (never in the web server): the same ``run
 local backend and the Celery workers. ``parallelprocesses`` are the job slots (GPUs),
 ``maxprocesses`` the queue (PyWPS's stored requests); on Celery the broker queues and
 ``maxprocesses`` caps the unfinished jobs.
+
+Every job is recorded with its owner (``records``); ``[auth] max_jobs_per_user`` caps one user's
+queued and running jobs, and the next free local slot goes round-robin between users.
 """
 import json
 import logging
@@ -18,10 +21,22 @@ from pywps.exceptions import ServerBusy, StorageNotSupported
 from pywps.response.status import WPS_STATUS
 
 from ..processes.base import LakesExecuteResponse
-from ..runtime import settings
+from ..runtime import settings, users
 from ..runtime.jobfiles import job_dir, write_json_atomic
+from . import records
 
 LOGGER = logging.getLogger("PYWPS")
+
+
+class QuotaExceeded(ServerBusy):
+    """A user's queued and running jobs are at ``[auth] max_jobs_per_user`` (HTTP 429)."""
+
+    def __init__(self, description):
+        super().__init__(description, code=429)
+
+    @property
+    def name(self):  # the exceptionCode of the WPS ExceptionReport
+        return "ServerBusy"
 
 
 class JobService(Service):
@@ -41,6 +56,9 @@ class JobService(Service):
         process.async_ = wps_request.store_execute == "true"
         response = LakesExecuteResponse(wps_request, uuid=process.uuid, process=process)
         response.store_status_file = process.async_
+        requester = users.current()
+        records.add(process.uuid, process.identifier, requester, records.inputs_as_given(wps_request))
+        check_quota(requester, process.uuid)
 
         maxparallel = int(settings.config_value("server", "parallelprocesses"))
         maxprocesses = int(settings.config_value("server", "maxprocesses"))
@@ -58,6 +76,7 @@ class JobService(Service):
             return self._run_sync(process, wps_request, response)
         if celery or maxparallel == -1 or running < maxparallel:
             response._update_status(WPS_STATUS.ACCEPTED, "Job accepted", 0)
+            records.mark_started(process.uuid)
             backend().submit(job_document(process, wps_request, sync=False))
             return response
         if maxprocesses != -1 and stored >= maxprocesses:
@@ -69,6 +88,7 @@ class JobService(Service):
 
     @staticmethod
     def _run_sync(process, wps_request, response):
+        records.mark_started(process.uuid)
         result = backend().run_sync(job_document(process, wps_request, sync=True))
         for identifier, state in result["outputs"].items():
             if state and identifier in response.outputs:
@@ -79,16 +99,25 @@ class JobService(Service):
 
     @staticmethod
     def launch_next():
-        """Start the next request waiting in PyWPS's queue, from the job document written when it was queued."""
         launch_next_queued()
 
 
+def check_quota(requester, uuid):
+    """Refuse job ``uuid`` when its owner has ``[auth] max_jobs_per_user`` other jobs queued or running."""
+    limit = int(settings.section("auth").get("max_jobs_per_user") or 0)
+    if limit > 0 and records.unfinished_count(requester.user, besides=uuid) >= limit:
+        raise QuotaExceeded(f"You have {limit} jobs queued or running, the limit max_jobs_per_user = {limit} of "
+                            "this service; wait for one to finish (or dismiss one), then submit again.")
+
+
 def launch_next_queued():
+    """Start the next request waiting in PyWPS's queue (round-robin between users, see
+    ``records.pop_next_queued``), from the job document written when it was queued."""
     try:
-        stored = dblog.pop_first_stored()
-        if stored is not None:
-            doc_file = job_dir(stored.uuid) / "job.json"
-            backend().submit(json.loads(doc_file.read_text()))
+        uuid = records.pop_next_queued()
+        if uuid is not None:
+            records.mark_started(uuid)
+            backend().submit(json.loads((job_dir(uuid) / "job.json").read_text()))
     except Exception:  # the queue is retried by the next job that ends
         LOGGER.exception("could not launch the next queued job")
 

@@ -4,10 +4,13 @@ import logging
 import time
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from pywps import dblog
 from pywps.response.status import WPS_STATUS
 
 from ..runtime.jobfiles import DISMISSED_MESSAGE, STATUS_NAMES, job_dir
+from ..runtime.users import ANONYMOUS
+from . import records
 from .dispatch import backend, launch_next_queued, rebuild
 
 LOGGER = logging.getLogger("PYWPS")
@@ -23,43 +26,57 @@ class JobInfo:
     created: object
     updated: object
     pid: int
+    owner: str = ANONYMOUS  # jobs from before owners were recorded are anonymous's
 
     @property
     def finished(self):
         return self.status in ("succeeded", "failed", "dismissed")
 
 
-def _info(row, queued):
+def _info(row, owner, queued):
     status = STATUS_NAMES.get(row.status, "accepted")
     if (job_dir(row.uuid) / "dismissed").exists():
         status = "dismissed"
     elif row.uuid in queued:
         status = "accepted"
     return JobInfo(uuid=row.uuid, process=row.identifier, status=status, percent=row.percent_done or 0,
-                   message=row.message or "", created=row.time_start, updated=row.time_end, pid=row.pid)
+                   message=row.message or "", created=row.time_start, updated=row.time_end, pid=row.pid,
+                   owner=owner or ANONYMOUS)
 
 
-def list_jobs(limit=100, process=None):
-    session = dblog.get_session()
+def _jobs(session):
+    return (session.query(dblog.ProcessInstance, records.JobRecord.owner)
+            .outerjoin(records.JobRecord, records.JobRecord.uuid == dblog.ProcessInstance.uuid)
+            .filter(dblog.ProcessInstance.operation == "execute"))
+
+
+def list_jobs(limit=100, process=None, owner=None):
+    """The newest jobs first; only ``owner``'s when given."""
+    session = records.session()
     try:
         queued = {r.uuid for r in session.query(dblog.RequestInstance.uuid)}
-        query = session.query(dblog.ProcessInstance).filter(dblog.ProcessInstance.operation == "execute")
+        query = _jobs(session)
         if process:
             query = query.filter(dblog.ProcessInstance.identifier == process)
+        if owner == ANONYMOUS:
+            query = query.filter(sa.or_(records.JobRecord.owner == owner, records.JobRecord.owner.is_(None)))
+        elif owner:
+            query = query.filter(records.JobRecord.owner == owner)
         rows = query.order_by(dblog.ProcessInstance.time_start.desc()).limit(limit).all()
-        return [_info(r, queued) for r in rows]
+        return [_info(row, job_owner, queued) for row, job_owner in rows]
     finally:
         session.close()
 
 
 def get_job(uuid):
-    session = dblog.get_session()
+    session = records.session()
     try:
-        row = session.query(dblog.ProcessInstance).filter_by(uuid=str(uuid), operation="execute").one_or_none()
-        if row is None:
+        found = _jobs(session).filter(dblog.ProcessInstance.uuid == str(uuid)).one_or_none()
+        if found is None:
             return None
+        row, owner = found
         queued = {r.uuid for r in session.query(dblog.RequestInstance.uuid).filter_by(uuid=str(uuid))}
-        return _info(row, queued)
+        return _info(row, owner, queued)
     finally:
         session.close()
 

@@ -11,8 +11,12 @@
   and reported as an internal error with the job id.
 """
 import logging
+import os
 import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 
 from pywps.app.exceptions import ProcessError
 from pywps.app.Process import Process
@@ -29,11 +33,44 @@ from ..runtime.references import fetch_reference, local_input_file
 LOGGER = logging.getLogger("PYWPS")
 # ProcessError strips other characters; the status document is XML-escaped by its template.
 PROGRESS_INTERVAL = 1.0  # seconds between status document updates
+OVERRUN_GRACE_S = 30  # after the time limit, before a job that does not stop is ended
 MESSAGE_CHARS = ".:!?=,;-_/()[]{}'\"<>%+*#@|&~^$"
 
 
 def user_error(message):
     return ProcessError(message, max_length=2000, allowed_chars=MESSAGE_CHARS)
+
+
+class JobTimeLimit(LakesError):
+    """Raised in a job that ran past its wall-time limit."""
+
+
+@contextmanager
+def wall_time_bound(seconds, limit, on_overrun):
+    """Stop the job after ``seconds``: SIGALRM raises JobTimeLimit in the job's main thread, so the job
+    fails through the usual error path; if it is stuck in C code and still runs OVERRUN_GRACE_S later,
+    ``on_overrun(message)`` ends it from a timer thread. Outside a main thread (no signals there) it
+    does nothing: jobs run in a process of their own, in its main thread."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+    message = (f"The job ran past {seconds:,} s ({limit}) and was stopped. Give a smaller input, or ask the "
+               "operator to raise the limit.")
+
+    def alarm(signum, frame):
+        raise JobTimeLimit(message)
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    backstop = threading.Timer(seconds + OVERRUN_GRACE_S, on_overrun, [message])
+    backstop.daemon = True
+    backstop.start()
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        backstop.cancel()
 
 
 class LakesExecuteResponse(ExecuteResponse):
@@ -99,7 +136,8 @@ class LakesProcess(Process):
 
     def _handler(self, request, response):
         try:
-            return self.handle(request, response)
+            with wall_time_bound(*self.wall_time_limit(), on_overrun=lambda message: self._overrun(response, message)):
+                return self.handle(request, response)
         except jobfiles.JobDismissed:
             raise user_error(jobfiles.DISMISSED_MESSAGE) from None
         except LakesError as exc:
@@ -113,6 +151,21 @@ class LakesProcess(Process):
 
     def handle(self, request, response):
         raise NotImplementedError
+
+    def wall_time_limit(self):
+        """(seconds, what limit they come from): this job's wall-time bound."""
+        seconds = self.limits().max_job_seconds
+        return seconds, f"the limit max_job_seconds = {seconds:,} s of this service"
+
+    def _overrun(self, response, message):
+        """The job is stuck past its bound where the alarm cannot reach (in C code): fail it, start the
+        next queued job, and end this job process."""
+        LOGGER.error("job %s (%s) stuck past its time limit: ending its process", self.uuid, self.identifier)
+        try:
+            response._update_status(WPS_STATUS.FAILED, message, 100)
+            self.launch_next_process()
+        finally:
+            os._exit(1)
 
     def public_message(self, message):
         """Hide the server's folders: a file path in a message is shown by its name only."""

@@ -15,6 +15,7 @@ from .base import PROGRESS_INTERVAL, LakesProcess
 from .io import CHECKPOINT, JSON, METADATA, PNG, TEXT, checkpoint_input, file_output, raster_inputs, vector_input
 
 MAX_CONFIG_BYTES = 1 << 20
+WRAP_UP_S = 600  # after max_train_seconds: the final checkpoint, evaluation and plots
 
 
 class Train(LakesProcess):
@@ -73,6 +74,12 @@ class Train(LakesProcess):
                      "document lists the newest and best checkpoints, usable with detect while training goes on.",
             keywords=["machine learning", "training", "lakes", "Faster R-CNN", "thelper"], metadata=METADATA,
             version="1.0", inputs=inputs, outputs=outputs)
+
+    def wall_time_limit(self):
+        # The session stops itself at max_train_seconds and then saves and evaluates; a job still
+        # running WRAP_UP_S later is stuck.
+        limit = self.limits().max_train_seconds
+        return limit + WRAP_UP_S, f"the limit max_train_seconds = {limit:,} s, and {WRAP_UP_S} s to wrap up"
 
     def handle(self, request, response):
         from ..detector.checkpoints import load_checkpoint

@@ -1,18 +1,30 @@
-"""Access tokens for running and dismissing jobs: a WSGI middleware in front of the whole service.
+"""Users and access tokens: a WSGI middleware in front of the whole service.
 
-ESGF compute nodes were token-protected; so is this service when ``[esgf] tokens`` (or
-``tokens_file``) lists tokens. Then every request that starts or ends a job needs one:
+Each token names a user. ``[auth] tokens_file`` holds one ``user token`` pair a line (a line with a
+token alone is a user of its own, named ``token-`` and 8 hex digits of the token's SHA-256), and
+``[auth] admins`` names the admins. The older form, ``[esgf] tokens`` and ``[esgf] tokens_file``
+(tokens only, separated by spaces or commas), still works: each of its tokens is a user of its own.
+Files are read again when they change, so tokens can be rotated without a restart.
+
+When any token is configured, every request that starts or ends a job needs one:
 
 - at the WPS endpoint (WPS 1.0.0 and 2.0.0): Execute and Dismiss, by GET (KVP) or by POST (XML or
   JSON); a POST whose operation cannot be told (not XML/JSON, a DOCTYPE, too large) counts as one;
 - anywhere else (OGC API - Processes): every request that is not GET, HEAD or OPTIONS, i.e.
-  ``POST /processes/{id}/execution`` and ``DELETE /jobs/{id}``.
+  ``POST /processes/{id}/execution`` and ``DELETE /jobs/{id}``;
+- and the job list, ``GET /jobs``: it shows a user only their own jobs (admins see all).
 
-GetCapabilities, DescribeProcess, GetStatus, GetResult, status documents, outputs and the OGC API
-read requests stay open. A client gives the token as the ``COMPUTE-TOKEN`` header (the ESGF client),
-``Authorization: Bearer <token>``, or the ``api_key`` query parameter (older clients). A missing
-token gets HTTP 401, a wrong one 403: an OWS ExceptionReport at the WPS endpoint, an RFC 7807 problem
-document elsewhere. Nothing reaches the service then, so no job is created.
+GetCapabilities, DescribeProcess, GetStatus, GetResult, status documents, outputs and the other OGC
+API read requests stay open: a job's status and outputs are reached by URLs that hold its random id,
+which only its owner (and admins) are ever shown (the capability-URL model OWSLib, birdy and the
+ESGF client need, since they poll without headers). A client gives the token as the
+``COMPUTE-TOKEN`` header (the ESGF client), ``Authorization: Bearer <token>``, or the ``api_key``
+query parameter (older clients). A missing token gets HTTP 401, a wrong one 403: an OWS
+ExceptionReport at the WPS endpoint, an RFC 7807 problem document elsewhere. Nothing reaches the
+service then, so no job is created.
+
+Behind the middleware, ``runtime.users.current()`` tells who the request is from (anonymous when no
+valid token came): the job layer records it as the owner of the jobs it starts.
 
 Tokens never go further than this middleware: the headers are removed and ``api_key`` is cut out of
 the query string (and of ``RAW_URI``/``REQUEST_URI``, which the access log may show) for every
@@ -32,7 +44,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 from pywps import configuration
 
-from ..runtime import settings
+from ..runtime import settings, users
 
 LOGGER = logging.getLogger("PYWPS")
 OPEN_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -50,8 +62,8 @@ EXCEPTION_REPORT = (
     "    <ows:ExceptionText>{text}</ows:ExceptionText>\n"
     "  </ows:Exception>\n"
     "</ows:ExceptionReport>\n")
-MISSING = ("This request starts or ends a job, which needs an access token: send it as the COMPUTE-TOKEN header, "
-           "as 'Authorization: Bearer <token>', or as the api_key query parameter.")
+MISSING = ("This request starts, ends or lists jobs, which needs an access token: send it as the COMPUTE-TOKEN "
+           "header, as 'Authorization: Bearer <token>', or as the api_key query parameter.")
 WRONG = "The access token was not accepted."
 
 
@@ -59,53 +71,88 @@ def split_tokens(text):
     return [t for t in re.split(r"[\s,]+", text or "") if t]
 
 
+class TokenFile:
+    """The tokens of one file, read again when it changes. ``named``: lines are ``user token`` pairs
+    (``[auth] tokens_file``); otherwise every word is a token of its own (``[esgf] tokens_file``)."""
+
+    def __init__(self, path, named):
+        self.path = Path(path)
+        self.named = named
+        self.state = None
+        self.users = {}  # token digest -> user
+
+    def current(self):
+        try:
+            stat = self.path.stat()
+            state = (stat.st_mtime_ns, stat.st_size)
+            if state != self.state:
+                self.users = self._parse(self.path.read_text())
+                self.state = state
+        except (OSError, UnicodeDecodeError):
+            if self.state != "unreadable":
+                LOGGER.error("tokens file %s cannot be read: job requests are refused to all until it can", self.path)
+            self.state, self.users = "unreadable", {}
+        return self.users
+
+    def _parse(self, text):
+        found = {}
+        for number, line in enumerate(text.splitlines(), 1):
+            words = [] if line.lstrip().startswith("#") else split_tokens(line)
+            if not words:
+                continue
+            if not self.named:
+                found.update({_digest(t): token_user(t) for t in words})
+            elif len(words) == 1:
+                found[_digest(words[0])] = token_user(words[0])
+            elif len(words) == 2 and words[0] != users.ANONYMOUS:
+                found[_digest(words[1])] = words[0]
+            else:
+                LOGGER.error("tokens file %s, line %d ignored: give 'user token' (a user may not be called %r)",
+                             self.path, number, users.ANONYMOUS)
+        return found
+
+
 class TokenStore:
-    """The configured tokens (``[esgf] tokens`` and the lines of ``tokens_file``), as digests.
+    """The configured tokens, as digests, and the user each names."""
 
-    The file is read again when it changes, so tokens can be rotated without a restart.
-    """
-
-    def __init__(self, tokens, tokens_file=None):
-        self._inline = {_digest(t) for t in split_tokens(tokens)}
-        self._file = Path(tokens_file) if tokens_file else None
-        self._file_state = None
-        self._from_file = set()
-        self._reload()
+    def __init__(self, tokens="", tokens_file=None, users_file=None, admins=()):
+        self._inline = {_digest(t): token_user(t) for t in split_tokens(tokens)}
+        self._files = [TokenFile(tokens_file, named=False)] if tokens_file else []
+        self._files += [TokenFile(users_file, named=True)] if users_file else []
+        self.admins = frozenset(admins)
 
     @classmethod
     def from_config(cls):
-        section = settings.section("esgf")
-        return cls(section.get("tokens", ""), section.get("tokens_file", "").strip() or None)
-
-    def _reload(self):
-        if self._file is None:
-            return
-        try:
-            stat = self._file.stat()
-        except OSError:
-            if self._file_state != "missing":
-                LOGGER.error("tokens_file %s cannot be read: Execute is refused to all until it can", self._file)
-            self._file_state, self._from_file = "missing", {_digest("\0unreadable")}
-            return
-        state = (stat.st_mtime_ns, stat.st_size)
-        if state != self._file_state:
-            lines = self._file.read_text().splitlines()
-            self._from_file = {_digest(t) for line in lines if not line.lstrip().startswith("#")
-                               for t in split_tokens(line)}
-            self._file_state = state
+        esgf, auth = settings.section("esgf"), settings.section("auth")
+        return cls(esgf.get("tokens", ""), esgf.get("tokens_file", "").strip() or None,
+                   auth.get("tokens_file", "").strip() or None, split_tokens(auth.get("admins", "")))
 
     @property
     def enabled(self):
-        self._reload()
-        return bool(self._inline or self._from_file or self._file is not None)
+        """Tokens are asked for: some are configured, or a tokens file is (even an empty or unreadable one)."""
+        return bool(self._inline or self._files)
+
+    def user_of(self, tokens):
+        """The user the first accepted token names, or None."""
+        known = dict(self._inline)
+        for token_file in self._files:
+            known.update(token_file.current())
+        for token in tokens:
+            digest, user = _digest(token), None
+            for candidate, name in known.items():
+                if hmac.compare_digest(digest, candidate):  # no early exit: every token is compared
+                    user = name
+            if user is not None:
+                return user
+        return None
 
     def accepts(self, token):
-        self._reload()
-        digest = _digest(token)
-        accepted = False
-        for known in self._inline | self._from_file:
-            accepted |= hmac.compare_digest(digest, known)  # no early exit: every token is compared
-        return accepted
+        return self.user_of([token]) is not None
+
+
+def token_user(token):
+    """The user name of a token given without one."""
+    return "token-" + hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def _digest(token):
@@ -126,18 +173,27 @@ class TokenGuard:
 
     def __call__(self, environ, start_response):
         tokens = take_tokens(environ)
-        if self.store.enabled and self.is_protected(environ):
+        user = self.store.user_of(tokens) if tokens else None
+        if self.store.enabled and (self.is_protected(environ) or self.is_job_list(environ)):
             if not tokens:
                 LOGGER.warning("refused %s %s: no access token", environ.get("REQUEST_METHOD"),
                                environ.get("PATH_INFO"))
                 return self.refuse(environ, start_response, 401, MISSING)
-            if not any([self.store.accepts(t) for t in tokens]):
+            if user is None:
                 LOGGER.warning("refused %s %s: wrong access token", environ.get("REQUEST_METHOD"),
                                environ.get("PATH_INFO"))
                 return self.refuse(environ, start_response, 403, WRONG)
-        return self.app(environ, start_response)
+        requester = users.Requester(user=user or users.ANONYMOUS, admin=user in self.store.admins,
+                                    address=environ.get("REMOTE_ADDR", ""))
+        with users.acting_as(requester):
+            return self.app(environ, start_response)
 
     # -- what needs a token ------------------------------------------------------------------
+
+    @staticmethod
+    def is_job_list(environ):
+        path = (environ.get("PATH_INFO") or "/").rstrip("/")
+        return path == "/jobs" and environ.get("REQUEST_METHOD", "GET").upper() in ("GET", "HEAD")
 
     def is_protected(self, environ):
         method = environ.get("REQUEST_METHOD", "GET").upper()
@@ -177,7 +233,7 @@ class TokenGuard:
 
 
 def protect(app):
-    """The service ``app`` behind a TokenGuard configured from ``[esgf]``."""
+    """The service ``app`` behind a TokenGuard configured from ``[auth]`` and ``[esgf]``."""
     return TokenGuard(app)
 
 

@@ -32,9 +32,11 @@ JSON, WPS 2.0.0 and OGC API - Processes)
 ``runtime.references.local_input_file`` is the job-time twin for file inputs: a job reads only files inside the
 allowed input folders or its own work folder, whatever a link was changed to since.
 """
+import importlib
 import io
 import logging
 import re
+import uuid
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape, quoteattr
 
@@ -46,7 +48,7 @@ from pywps.inout.inputs import BoundingBoxInput, ComplexInput
 from werkzeug.wrappers import Response
 
 from ..errors import LakesError
-from ..jobs.dispatch import JobService
+from ..jobs.dispatch import JobService, QuotaExceeded
 from ..runtime import references, settings
 from ..runtime.references import allowed_file
 
@@ -280,12 +282,15 @@ def _validate_file_input(href):
 
 
 def harden_pywps():
-    """Two fixes to PyWPS, applied once: its file:// check (a string prefix test on the unresolved
+    """Three fixes to PyWPS, applied once: its file:// check (a string prefix test on the unresolved
     path) becomes ``allowed_file``; its ExceptionReports drop the characters XML cannot carry (PyWPS
     echoes request values, control characters included, and the report is then not XML) and hide what
     only the log should see (PyWPS turns an unexpected exception into a report of its text: SQL
-    statements and their parameters, for one)."""
+    statements and their parameters, for one). And WPS 1.0.0 job ids become random (uuid4): PyWPS's
+    uuid1 is a clock reading and the host's address, guessable, while a job's id is the only key to
+    its status document and outputs."""
     pywps_basic.ComplexInput._validate_file_input = staticmethod(_validate_file_input)
+    importlib.import_module("pywps.app.Service").uuid = RandomUuids
     if getattr(NoApplicableCode.get_response, "wps_lakes_original", None) is None:
         original = NoApplicableCode.get_response
 
@@ -364,6 +369,11 @@ def _check_complex(identifier, item, policy):
                 f"allowed input folders), not {href[:60]!r}.", identifier)
 
 
+class RandomUuids:
+    """Stands in for the uuid module in pywps.app.Service, whose only use of it names a request."""
+    uuid1 = staticmethod(uuid.uuid4)
+
+
 class GuardedService(JobService):
     """PyWPS's Service with the input checks above in front of Execute and ServerBusy as 503."""
 
@@ -378,6 +388,6 @@ class GuardedService(JobService):
         try:
             return super().execute(identifier, wps_request, uuid)
         except PyWPSServerBusy as exc:
-            if isinstance(exc, ServerBusy):
+            if isinstance(exc, (ServerBusy, QuotaExceeded)):
                 raise
             raise ServerBusy(exc.description, exc.locator) from None
