@@ -25,7 +25,9 @@ Both methods keep every original property on every part, set ``TYPECE`` to ``"21
 ``"10"`` (river), and write one feature per polygon part, as the original did.
 """
 from contextlib import contextmanager
-from dataclasses import dataclass
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from math import ceil, pi
 from pathlib import Path
 
@@ -43,11 +45,21 @@ from ..geodata.vectors import LAKE, RIVER, check_overlap, read_vector, write_geo
 from ..limits import DEFAULT_LIMITS
 from .quicklook import split_quicklook
 
+log = logging.getLogger(__name__)
 METHODS = ("refined", "boxes")
+EVIDENCE = "split_evidence"  # the property that says what decided each part
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 MIN_RADIUS, RADIUS_STEP = 2.0, 2 ** 0.5  # the opening radii tried without a DEM, in pixels
 MIN_NECK_RADIUS = 3.0  # pixels: a narrower lake joined to other water is not told from a channel
 SHORE_PX = 2  # the band along the shore where a resampled DEM blends water and land
+# levelness of a DEM that is not hydro-flattened
+SMOOTH_PX = 3.0  # Gaussian smoothing of a noisy water surface, pixels
+LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of the smoothed noise
+MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
+MAX_WATER_RELIEF_M = 500.0  # more height range than this over one waterbody: not heights in metres
+DESCENT_FIT = 0.3  # a plane explains a descending surface to within this share of its drop
+# the evidence that decided a part (the ``split_evidence`` property)
+LEVEL, SHAPE, BOXES = "level surface", "shape", "boxes"
 MAX_FEATURE_PIXELS = 16_000_000  # per waterbody grid; a bigger waterbody is analysed at a coarser pixel
 
 
@@ -61,6 +73,7 @@ class SplitParams:
     box_cover_min: float = 0.5       # share of a candidate inside boxes for the boxes to vouch for it
     neck_ratio: float = 0.6          # a lake's outlets are narrower than this x its inscribed diameter
     dem_cover_min: float = 0.9       # share of a waterbody with DEM data for the DEM to be used there
+    min_drop: float = 0.02           # m: a shape lake whose surface descends more than this (as a plane) is river
 
 
 @dataclass
@@ -68,6 +81,13 @@ class SplitResult:
     lakes: gpd.GeoDataFrame
     rivers: gpd.GeoDataFrame
     hydro: gpd.GeoDataFrame
+    evidence: dict = field(default_factory=dict)  # {evidence: number of waterbodies it decided}
+    dem_unusable: int = 0  # waterbodies where a DEM was given but told nothing (split by shape and boxes)
+
+    def summary(self):
+        """One line for a log or a status message: which evidence split how many waterbodies."""
+        counts = ", ".join(f"{n} by {why}" for why, n in sorted(self.evidence.items())) or "none"
+        return counts + (f"; DEM unusable over {self.dem_unusable} of them" if self.dem_unusable else "")
 
 
 def split_waterbodies(waterbodies, detections, dem=None, method="refined", params=SplitParams(),
@@ -92,12 +112,14 @@ def split_waterbodies(waterbodies, detections, dem=None, method="refined", param
     boxes = _boxes_union(detections, waterbodies)
 
     if method == "boxes":
-        parts = [_parts(geom.intersection(boxes), geom.difference(boxes)) for geom in waterbodies.geometry]
+        parts = [_parts(geom.intersection(boxes), geom.difference(boxes), BOXES) for geom in waterbodies.geometry]
     else:
         with _opened_dem(dem, crs, limits) as source:
             if source is not None and not waterbodies.empty:
                 check_overlap(waterbodies, source.grid)  # a DEM elsewhere would be ignored without a word
             parts = [_refined(geom, crs, boxes, source, params) for geom in waterbodies.geometry]
+        unusable = 0 if source is None else sum(part[3] != LEVEL for part in parts)
+        return _result(waterbodies, parts, unusable)
     return _result(waterbodies, parts)
 
 
@@ -171,9 +193,11 @@ def _boxes_union(detections, waterbodies):
     return union
 
 
-def _parts(lake, river):
-    """Polygon parts (lake, river) of one waterbody, each a list of Polygons."""
-    return _polygons(lake), _polygons(river)
+def _parts(lake, river, evidence):
+    """Polygon parts of one waterbody as ``_result`` takes them: (lakes, rivers, the evidence of each
+    lake part, the evidence of the rivers and of the waterbody)."""
+    lakes = _polygons(lake)
+    return lakes, _polygons(river), [evidence] * len(lakes), evidence
 
 
 def _polygons(geom):
@@ -181,21 +205,30 @@ def _polygons(geom):
             if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
-def _result(waterbodies, parts):
-    """Explode to one feature per part, original properties kept, TYPECE set; lake parts first."""
+def _result(waterbodies, parts, dem_unusable=0):
+    """Explode to one feature per part, original properties kept, TYPECE and ``split_evidence`` set;
+    lake parts first. Logs how many waterbodies each kind of evidence decided."""
     props = waterbodies.drop(columns=waterbodies.geometry.name).reset_index(drop=True)
-    rows, geoms, types = [], [], []
-    for i, (lakes, rivers) in enumerate(parts):
-        for typece, polys in ((LAKE, lakes), (RIVER, rivers)):
+    rows, geoms, types, evidence = [], [], [], []
+    for i, (lakes, rivers, lake_evidence, river_evidence) in enumerate(parts):
+        for typece, polys, why in ((LAKE, lakes, lake_evidence), (RIVER, rivers, [river_evidence] * len(rivers))):
             rows += [i] * len(polys)
             geoms += polys
             types += [typece] * len(polys)
+            evidence += why
     hydro = props.iloc[rows].reset_index(drop=True)
     hydro["TYPECE"] = pd.Series(types, dtype=object)
+    hydro[EVIDENCE] = pd.Series(evidence, dtype=object)
     hydro = gpd.GeoDataFrame(hydro, geometry=gpd.GeoSeries(geoms, crs=waterbodies.crs))
     lakes = hydro[hydro["TYPECE"] == LAKE].reset_index(drop=True)
     rivers = hydro[hydro["TYPECE"] == RIVER].reset_index(drop=True)
-    return SplitResult(lakes=lakes, rivers=rivers, hydro=hydro)
+    counts = dict(Counter(part[3] for part in parts))
+    result = SplitResult(lakes=lakes, rivers=rivers, hydro=hydro, evidence=counts, dem_unusable=dem_unusable)
+    log.info("split %d waterbodies: %s", len(parts), result.summary())
+    if dem_unusable:
+        log.warning("the DEM was unusable over the water of %d waterbodies (no data, or heights that do not "
+                    "read as water levels): those were split by shape and boxes", dem_unusable)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,29 +237,39 @@ def _result(waterbodies, parts):
 
 def _refined(geom, crs, boxes, dem, params):
     if geom.is_empty:
-        return [], []
+        return [], [], [], SHAPE
     grid = _feature_grid(geom, crs, params.px_size if dem is None else dem.grid.px_size)
     inside = _rasterise(geom, grid)
     if not inside.any():  # thinner than a pixel: nothing to measure, the boxes decide
         in_boxes = geom.intersection(boxes).area > geom.area / 2
-        return _parts(geom, shapely.Polygon()) if in_boxes else _parts(shapely.Polygon(), geom)
+        return _parts(geom, shapely.Polygon(), BOXES) if in_boxes else _parts(shapely.Polygon(), geom, BOXES)
     in_box = np.zeros(grid.shape, bool) if boxes.is_empty else _rasterise(boxes, grid)
 
-    valid = None
+    shape = _shape_lakes(inside, in_box, grid.px_size, params)
+    lake, decided, evidence = shape, np.zeros_like(shape), SHAPE
     if dem is not None:
         z = dem.read(grid)
         valid = inside & ~np.ma.getmaskarray(z)
-        if valid.sum() < params.dem_cover_min * inside.sum():
-            valid = None
-    if valid is not None:
-        lake = _level_lakes(np.ma.getdata(z).astype(np.float64), inside, valid, in_box, grid.px_size, params)
-        lake = _nearest(lake, valid)  # pixels without data take the type of the nearest one with data
-    else:
-        lake = _shape_lakes(inside, in_box, grid.px_size, params)
+        z = np.ma.getdata(z).astype(np.float64)
+        if valid.sum() >= params.dem_cover_min * inside.sum():
+            level, sharp, noise = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
+            if level is not None:  # the DEM could tell level water from descending water here
+                lake, decided = _with_shape(_nearest(level, valid), sharp, noise, shape, z, valid, params)
+                evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
-    return _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
+    lakes, rivers = _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
+    return lakes, rivers, [_lake_evidence(p, decided, in_box, grid) for p in lakes], evidence
+
+
+def _lake_evidence(part, decided, in_box, grid):
+    """What decided a lake part: its level surface when the DEM decided most of it, else its shape
+    (with the boxes when they cover most of it)."""
+    pixels = _rasterise(part, grid)
+    if pixels.any() and decided[pixels].mean() > 0.5:
+        return LEVEL
+    return f"{SHAPE}, {BOXES}" if pixels.any() and in_box[pixels].mean() >= 0.5 else SHAPE
 
 
 def _rasterise(geom, grid, all_touched=False):
@@ -253,10 +296,89 @@ def _feature_grid(geom, crs, px_size):
 
 
 def _level_lakes(z, inside, valid, in_box, px, params):
-    """Lake mask from the level regions of a hydro-flattened DEM inside one waterbody.
+    """(lake mask, sharp, noise) from the level regions of the DEM's water inside one waterbody; the mask is
+    None where the DEM cannot tell level water from descending water (rougher than ``MAX_NOISE_M``,
+    a constant, absurd height ranges); ``sharp``: the level surfaces reach the shore exactly, so their
+    outlines are the lakes'.
+
+    The noise is measured on the water itself: a hydro-flattened surface (noise within
+    ``level_tolerance``) is read exactly; a noisy one is smoothed and cut into level bands whose
+    width follows the noise left after smoothing, so a river, which goes on descending, leaves each
+    band through its channel, and a lake fills one band to its shore.
+    """
+    offshore = ndimage.binary_erosion(inside, iterations=SHORE_PX)
+    water = valid & offshore
+    if water.sum() < params.lake_area_min / (px * px):
+        water = valid
+    heights = z[water]
+    if heights.size == 0 or np.ptp(heights) > MAX_WATER_RELIEF_M:
+        return None, False, 0.0
+    noise = _noise(z, water)
+    if noise > MAX_NOISE_M:
+        return None, False, 0.0
+    sharp = noise <= params.level_tolerance
+    if sharp:
+        lake = _exact_level_lakes(z, inside, valid, in_box, px, params)
+    else:
+        lake = _noisy_level_lakes(z, valid, water, in_box, px, params, noise)
+    if not lake.any():
+        return lake, sharp, noise
+    # how far the level surface stops short of the shore (0 when the DEM is on its own grid); farther
+    # than the shore band (a coarse DEM), its outline is not the lake's: the shape draws it
+    rim = lake & ~ndimage.binary_erosion(lake)
+    gap = round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1
+    sharp = sharp and gap <= SHORE_PX
+    if gap <= 0:
+        return lake, sharp, noise
+    return lake | (ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore), sharp, noise
+
+
+def _noise(z, water):
+    """Robust standard deviation (m) of the water heights around the mean of their water neighbours."""
+    weights = ndimage.uniform_filter(water.astype(np.float64), 3) * 9 - water
+    sums = ndimage.uniform_filter(np.where(water, z, 0.0), 3) * 9 - np.where(water, z, 0.0)
+    usable = water & (weights >= 3)
+    if usable.sum() < 9:
+        return 0.0
+    residual = z[usable] - sums[usable] / weights[usable]
+    mad = np.median(np.abs(residual - np.median(residual)))
+    return float(1.4826 * mad / np.sqrt(1 + 1 / 8))
+
+
+def _smooth(z, water, sigma):
+    """Gaussian mean of the heights over the water only (the land around does not bleed in)."""
+    weight = ndimage.gaussian_filter(water.astype(np.float64), sigma)
+    total = ndimage.gaussian_filter(np.where(water, z, 0.0), sigma)
+    return np.where(water, total / np.maximum(weight, 1e-9), np.nan)
+
+
+def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
+    """Lakes of a noisy DEM: the compact parts of the water that lie within one level band."""
+    smooth = _smooth(z, water, SMOOTH_PX)
+    tolerance = LEVEL_BAND_SIGMAS * noise / (2 * np.sqrt(pi) * SMOOTH_PX)  # the noise left after smoothing
+    heights = smooth[water]
+    edges = np.arange(heights.min() - tolerance, heights.max() + 2 * tolerance, tolerance)
+    counts = np.histogram(heights, edges)[0]
+    centres = (edges[:-1] + edges[1:]) / 2
+    peaks = [i for i in range(len(counts)) if counts[i] >= params.lake_area_min / (px * px)
+             and counts[i] >= counts[max(i - 1, 0)] and counts[i] >= counts[min(i + 1, len(counts) - 1)]]
+    lake = np.zeros_like(water)
+    taken = np.zeros_like(water)
+    for i in sorted(peaks, key=lambda i: -counts[i]):
+        band = water & ~taken & (np.abs(smooth - centres[i]) <= tolerance)
+        band = ndimage.binary_fill_holes(band) & water & ~taken  # the pixels the noise pushed out of the band
+        if band.sum() < params.lake_area_min / (px * px):
+            continue
+        lake |= _shape_lakes(band, in_box, px, params, beyond=water & ~band)
+        taken |= band
+    return lake
+
+
+def _exact_level_lakes(z, inside, valid, in_box, px, params):
+    """Lake mask from the level regions of a hydro-flattened DEM (neighbours within ``level_tolerance``).
 
     A resampled DEM blends the lake's level with the land in the pixels along the shore: outlets are
-    looked for off that band, and a lake whose level surface stops short of its shore takes the band.
+    looked for off that band.
     """
     offshore = ndimage.binary_erosion(inside, iterations=SHORE_PX)
     same_x = valid[:, 1:] & valid[:, :-1] & (np.abs(np.diff(z, axis=1)) <= params.level_tolerance)
@@ -279,20 +401,57 @@ def _level_lakes(z, inside, valid, in_box, px, params):
     grown[:, :-1][edge[:, :-1] & same_x] = labels[:, 1:][edge[:, :-1] & same_x]
     grown[1:, :][edge[1:, :] & same_y] = labels[:-1, :][edge[1:, :] & same_y]
     grown[:-1, :][edge[:-1, :] & same_y] = labels[1:, :][edge[:-1, :] & same_y]
-    lake = _accepted(grown, count, valid & offshore, in_box, px, params)
-    if not lake.any():
-        return lake
-    # how far the level surface stops short of the shore (0 when the DEM is on its own grid)
-    rim = lake & ~ndimage.binary_erosion(lake)
-    gap = min(round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1, SHORE_PX)
-    if gap <= 0:
-        return lake
-    return lake | (ndimage.binary_dilation(lake, EIGHT, iterations=gap) & valid & ~offshore)
+    return _accepted(grown, count, valid & offshore, in_box, px, params)
 
 
-def _shape_lakes(inside, in_box, px, params):
+def _with_shape(level, sharp, noise, shape, z, valid, params):
+    """Lakes from both kinds of evidence: (mask, the part of it the level surfaces decided).
+
+    A shape lake that a level lake overlaps is confirmed: the level outline is kept when ``sharp``,
+    else the shape's. A shape lake with no level lake on it stays, unless its surface clearly
+    descends; a level lake that no shape lake overlaps is added (the DEM found what the shape missed).
+    """
+    offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX)
+    lake, decided = np.zeros_like(level), np.zeros_like(level)
+    shapes, count = ndimage.label(shape, structure=EIGHT)
+    levels, _ = ndimage.label(level, structure=EIGHT)
+    confirmed = np.unique(levels[(shapes > 0) & (levels > 0)])
+    for i, sl in enumerate(ndimage.find_objects(shapes), start=1):
+        region = shapes[sl] == i
+        on_level = (level[sl] & region).any()
+        if on_level and not sharp:
+            lake[sl] |= region
+            decided[sl] |= region
+        elif not on_level and not _descends(z[sl], region & offshore[sl], noise, params):
+            lake[sl] |= region
+    own = level & ~np.isin(levels, confirmed) if not sharp else level
+    lake |= own
+    decided |= own
+    return lake, decided
+
+
+def _descends(z, known, noise, params):
+    """True when a plane through the surface drops more than ``min_drop`` across it, the drop stands
+    out of the noise, and the plane explains the surface to within ``DESCENT_FIT`` of the drop beyond
+    the noise: a reach of river, not a lake (a surface blended with its shores is no plane)."""
+    rows, cols = np.nonzero(known & np.isfinite(z))
+    if rows.size < 6:
+        return False
+    design = np.column_stack([np.ones(rows.size), rows, cols])
+    coef, *_ = np.linalg.lstsq(design, z[rows, cols], rcond=None)
+    residual = float((z[rows, cols] - design @ coef).std())
+    length = np.hypot(np.ptp(rows), np.ptp(cols))
+    drop = float(np.hypot(coef[1], coef[2]) * length)
+    spread = np.sqrt(rows.size * min(rows.var(), cols.var())) or 1.0
+    drop_error = max(residual, noise) / spread * length
+    misfit = np.sqrt(max(residual**2 - noise**2, 0.0))
+    return drop > max(params.min_drop, 4 * drop_error) and misfit < DESCENT_FIT * drop
+
+
+def _shape_lakes(inside, in_box, px, params, beyond=None):
     """Lake mask from the water's width alone (no DEM): the compact parts whose outlets are narrow.
 
+    ``beyond``: more water the parts may flow on into (seen as outlets, never taken).
     Openings (the union of the discs of radius R that fit in the water) at increasing radii cut the
     water at its necks; at the first radius where a part comes loose from its channels with narrow
     outlets it is taken as lake, with the corners the discs missed, and removed from what is left.
@@ -307,7 +466,7 @@ def _shape_lakes(inside, in_box, px, params):
         opened = rest & (ndimage.distance_transform_edt(~core) <= radius)
         candidates, count = ndimage.label(opened, structure=EIGHT)
         _absorb_corners(candidates, rest & ~opened, opened, radius)
-        found = _accepted(candidates, count, rest, in_box, px, params)
+        found = _accepted(candidates, count, rest if beyond is None else rest | beyond, in_box, px, params)
         lake |= found
         rest &= ~found
         radius *= RADIUS_STEP
