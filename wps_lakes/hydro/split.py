@@ -24,9 +24,9 @@ Two methods:
 Both methods keep every original property on every part, set ``TYPECE`` to ``"21"`` (lake) or
 ``"10"`` (river), and write one feature per polygon part, as the original did.
 """
-from contextlib import contextmanager
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from math import ceil, pi
 from pathlib import Path
@@ -56,7 +56,8 @@ SHORE_PX = 2  # the band along the shore where a resampled DEM blends water and 
 SMOOTH_PX = 3.0  # Gaussian smoothing of a noisy water surface, pixels
 LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of the smoothed noise
 MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
-MAX_WATER_RELIEF_M = 500.0  # more height range than this over one waterbody: not heights in metres
+MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
+MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
 DESCENT_FIT = 0.3  # a plane explains a descending surface to within this share of its drop
 # the evidence that decided a part (the ``split_evidence`` property)
 LEVEL, SHAPE, BOXES = "level surface", "shape", "boxes"
@@ -83,10 +84,13 @@ class SplitResult:
     hydro: gpd.GeoDataFrame
     evidence: dict = field(default_factory=dict)  # {evidence: number of waterbodies it decided}
     dem_unusable: int = 0  # waterbodies where a DEM was given but told nothing (split by shape and boxes)
+    dem_problem: str | None = None  # why a given DEM was not used at all (its values are not heights)
 
     def summary(self):
         """One line for a log or a status message: which evidence split how many waterbodies."""
         counts = ", ".join(f"{n} by {why}" for why, n in sorted(self.evidence.items())) or "none"
+        if self.dem_problem:
+            return f"{counts}; DEM not used: {self.dem_problem}"
         return counts + (f"; DEM unusable over {self.dem_unusable} of them" if self.dem_unusable else "")
 
 
@@ -115,11 +119,14 @@ def split_waterbodies(waterbodies, detections, dem=None, method="refined", param
         parts = [_parts(geom.intersection(boxes), geom.difference(boxes), BOXES) for geom in waterbodies.geometry]
     else:
         with _opened_dem(dem, crs, limits) as source:
+            problem = None
             if source is not None and not waterbodies.empty:
                 check_overlap(waterbodies, source.grid)  # a DEM elsewhere would be ignored without a word
-            parts = [_refined(geom, crs, boxes, source, params) for geom in waterbodies.geometry]
+                problem = _not_heights(source, waterbodies, crs)
+            used = None if problem else source
+            parts = [_refined(geom, crs, boxes, used, params) for geom in waterbodies.geometry]
         unusable = 0 if source is None else sum(part[3] != LEVEL for part in parts)
-        return _result(waterbodies, parts, unusable)
+        return _result(waterbodies, parts, unusable, problem)
     return _result(waterbodies, parts)
 
 
@@ -205,7 +212,27 @@ def _polygons(geom):
             if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
-def _result(waterbodies, parts, dem_unusable=0):
+def _not_heights(dem, waterbodies, crs):
+    """Why the DEM's values over the water are not heights in metres (None when they may be), from a
+    coarse read (about 512 px a side) of the waterbodies' area."""
+    xmin, ymin, xmax, ymax = waterbodies.total_bounds
+    px = max(dem.grid.px_size, (xmax - xmin) / 512, (ymax - ymin) / 512)
+    grid = Grid.from_bounds((xmin - px, ymin - px, xmax + px, ymax + px), px, crs)
+    z = dem.read(grid)
+    water = features.rasterize(((g, 1) for g in waterbodies.geometry), out_shape=grid.shape,
+                               transform=grid.transform, all_touched=True, dtype=np.uint8).astype(bool)
+    heights = np.ma.getdata(z)[water & ~np.ma.getmaskarray(z)]
+    if heights.size == 0:
+        return "it has no data over the waterbodies"
+    if np.ptp(heights) == 0 and len(waterbodies) > 1:
+        return f"it is constant ({heights[0]:g}) over every waterbody"
+    if heights.min() < MIN_HEIGHT_M or heights.max() > MAX_HEIGHT_M or np.ptp(heights) > MAX_WATER_RELIEF_M:
+        return (f"its values over the water range from {heights.min():g} to {heights.max():g}, "
+                "not heights in metres")
+    return None
+
+
+def _result(waterbodies, parts, dem_unusable=0, dem_problem=None):
     """Explode to one feature per part, original properties kept, TYPECE and ``split_evidence`` set;
     lake parts first. Logs how many waterbodies each kind of evidence decided."""
     props = waterbodies.drop(columns=waterbodies.geometry.name).reset_index(drop=True)
@@ -223,9 +250,12 @@ def _result(waterbodies, parts, dem_unusable=0):
     lakes = hydro[hydro["TYPECE"] == LAKE].reset_index(drop=True)
     rivers = hydro[hydro["TYPECE"] == RIVER].reset_index(drop=True)
     counts = dict(Counter(part[3] for part in parts))
-    result = SplitResult(lakes=lakes, rivers=rivers, hydro=hydro, evidence=counts, dem_unusable=dem_unusable)
+    result = SplitResult(lakes=lakes, rivers=rivers, hydro=hydro, evidence=counts, dem_unusable=dem_unusable,
+                         dem_problem=dem_problem)
     log.info("split %d waterbodies: %s", len(parts), result.summary())
-    if dem_unusable:
+    if dem_problem:
+        log.warning("the DEM was not used: %s; the split went on by shape and boxes", dem_problem)
+    elif dem_unusable:
         log.warning("the DEM was unusable over the water of %d waterbodies (no data, or heights that do not "
                     "read as water levels): those were split by shape and boxes", dem_unusable)
     return result
@@ -330,7 +360,8 @@ def _level_lakes(z, inside, valid, in_box, px, params):
     sharp = sharp and gap <= SHORE_PX
     if gap <= 0:
         return lake, sharp, noise
-    return lake | (ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore), sharp, noise
+    lake |= ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore
+    return lake, sharp, noise
 
 
 def _noise(z, water):
@@ -367,10 +398,15 @@ def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
     for i in sorted(peaks, key=lambda i: -counts[i]):
         band = water & ~taken & (np.abs(smooth - centres[i]) <= tolerance)
         band = ndimage.binary_fill_holes(band) & water & ~taken  # the pixels the noise pushed out of the band
-        if band.sum() < params.lake_area_min / (px * px):
-            continue
-        lake |= _shape_lakes(band, in_box, px, params, beyond=water & ~band)
         taken |= band
+        parts, count = ndimage.label(band, structure=EIGHT)
+        sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        for j, sl in enumerate(ndimage.find_objects(parts), start=1):
+            if sizes[j] < params.lake_area_min / (px * px):
+                continue
+            sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)  # on its own box: fast
+            part = parts[sl] == j
+            lake[sl] |= _shape_lakes(part, in_box[sl], px, params, beyond=water[sl] & ~part)
     return lake
 
 
