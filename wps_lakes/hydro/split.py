@@ -353,11 +353,12 @@ def _level_lakes(z, inside, valid, in_box, px, params):
         lake = _noisy_level_lakes(z, valid, water, in_box, px, params, noise)
     if not lake.any():
         return lake, sharp, noise
-    # how far the level surface stops short of the shore (0 when the DEM is on its own grid); farther
-    # than the shore band (a coarse DEM), its outline is not the lake's: the shape draws it
+    # how far the level surface stops short of the shore (0 when the DEM is on its own grid); short of
+    # it (a resampled or coarse DEM blends water and land there), its outline is not the lake's: the
+    # shape draws it
     rim = lake & ~ndimage.binary_erosion(lake)
     gap = round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1
-    sharp = sharp and gap <= SHORE_PX
+    sharp = sharp and gap <= 0
     if gap <= 0:
         return lake, sharp, noise
     lake |= ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore
