@@ -58,7 +58,7 @@ LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of
 MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
 MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
 MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
-DESCENT_FIT = 0.3  # a plane explains a descending surface to within this share of its drop
+DESCENT_FIT = 0.1  # a plane explains a descending surface to within this share of its drop
 # the evidence that decided a part (the ``split_evidence`` property)
 LEVEL, SHAPE, BOXES = "level surface", "shape", "boxes"
 MAX_FEATURE_PIXELS = 16_000_000  # per waterbody grid; a bigger waterbody is analysed at a coarser pixel
@@ -284,13 +284,20 @@ def _refined(geom, crs, boxes, dem, params):
         if valid.sum() >= params.dem_cover_min * inside.sum():
             level, sharp, noise = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
             if level is not None:  # the DEM could tell level water from descending water here
-                lake, decided = _with_shape(_nearest(level, valid), sharp, noise, shape, z, valid, params)
+                lake, decided = _with_shape(_nearest(level, valid), sharp, noise, shape, z, valid, grid.px_size,
+                                            _native_px(dem), params)
                 evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
     lakes, rivers = _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
     return lakes, rivers, [_lake_evidence(p, decided, in_box, grid) for p in lakes], evidence
+
+
+def _native_px(dem):
+    """The coarsest pixel (in its CRS units, metres for a projected DEM) of the DEM's files."""
+    sources = getattr(dem, "_sources", [])
+    return max((abs(source.dataset.res[0]) for source in sources if source.dataset.crs.is_projected), default=0.0)
 
 
 def _lake_evidence(part, decided, in_box, grid):
@@ -441,14 +448,15 @@ def _exact_level_lakes(z, inside, valid, in_box, px, params):
     return _accepted(grown, count, valid & offshore, in_box, px, params)
 
 
-def _with_shape(level, sharp, noise, shape, z, valid, params):
+def _with_shape(level, sharp, noise, shape, z, valid, px, native_px, params):
     """Lakes from both kinds of evidence: (mask, the part of it the level surfaces decided).
 
     A shape lake that a level lake overlaps is confirmed: the level outline is kept when ``sharp``,
     else the shape's. A shape lake with no level lake on it stays, unless its surface clearly
     descends; a level lake that no shape lake overlaps is added (the DEM found what the shape missed).
     """
-    offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX)
+    # the surface is judged away from the shore, where a coarse DEM's pixels still blend in land
+    offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX + ceil(native_px / px))
     lake, decided = np.zeros_like(level), np.zeros_like(level)
     shapes, count = ndimage.label(shape, structure=EIGHT)
     levels, _ = ndimage.label(level, structure=EIGHT)
