@@ -59,13 +59,13 @@ def evaluate_split(hydro, truth):
 
 
 def evaluate_lakes(hydro, truth, iou_threshold=0.5):
-    """Per-lake detection by the split: a true lake is found when one predicted lake part has IoU >=
-    ``iou_threshold`` with it (each part matched once). Returns ``precision``, ``recall``, ``f1``,
-    ``tp``, ``n_true`` and ``n_pred`` (lake parts)."""
+    """Per-lake detection by the split: a true lake (each polygon part of one, as the true boxes) is
+    found when one predicted lake part has IoU >= ``iou_threshold`` with it (each part matched once).
+    Returns ``precision``, ``recall``, ``f1``, ``tp``, ``n_true`` and ``n_pred`` (lake parts)."""
     _check_typece(hydro, "the split")
     _check_typece(truth, "the truth layer")
     pred = list(shapely.get_parts(hydro.to_crs(truth.crs).geometry[hydro[TYPECE] == LAKE].values))
-    true = list(truth.geometry[truth[TYPECE] == LAKE].values)
+    true = list(shapely.get_parts(truth.geometry[truth[TYPECE] == LAKE].values))
     tree = shapely.STRtree(pred)
     used, tp = set(), 0
     for lake in true:
