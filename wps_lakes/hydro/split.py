@@ -275,18 +275,23 @@ def _refined(geom, crs, boxes, dem, params):
         return _parts(geom, shapely.Polygon(), BOXES) if in_boxes else _parts(shapely.Polygon(), geom, BOXES)
     in_box = np.zeros(grid.shape, bool) if boxes.is_empty else _rasterise(boxes, grid)
 
-    shape = _shape_lakes(inside, in_box, grid.px_size, params)
-    lake, decided, evidence = shape, np.zeros_like(shape), SHAPE
+    level = None
     if dem is not None:
         z = dem.read(grid)
         valid = inside & ~np.ma.getmaskarray(z)
         z = np.ma.getdata(z).astype(np.float64)
         if valid.sum() >= params.dem_cover_min * inside.sum():
             level, sharp, noise = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
-            if level is not None:  # the DEM could tell level water from descending water here
-                lake, decided = _with_shape(_nearest(level, valid), sharp, noise, shape, z, valid, grid.px_size,
-                                            _native_px(dem), params)
-                evidence = LEVEL
+    if level is None:  # no DEM, or it tells nothing here: the shape and the boxes decide
+        lake, decided, evidence = _shape_lakes(inside, in_box, grid.px_size, params), None, SHAPE
+    elif sharp:  # a hydro-flattened DEM on its own grid: its level surfaces are the lakes
+        lake = decided = _nearest(level, valid)
+        evidence = LEVEL
+    else:
+        shape = _shape_lakes(inside, in_box, grid.px_size, params)
+        lake, decided = _with_shape(_nearest(level, valid), noise, shape, z, valid, grid.px_size,
+                                    _native_px(dem), params)
+        evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
@@ -301,10 +306,10 @@ def _native_px(dem):
 
 
 def _lake_evidence(part, decided, in_box, grid):
-    """What decided a lake part: its level surface when the DEM decided most of it, else its shape
-    (with the boxes when they cover most of it)."""
+    """What decided a lake part: its level surface when the DEM decided most of it (``decided``), else
+    its shape (with the boxes when they cover most of it)."""
     pixels = _rasterise(part, grid)
-    if pixels.any() and decided[pixels].mean() > 0.5:
+    if pixels.any() and decided is not None and decided[pixels].mean() > 0.5:
         return LEVEL
     return f"{SHAPE}, {BOXES}" if pixels.any() and in_box[pixels].mean() >= 0.5 else SHAPE
 
@@ -358,8 +363,8 @@ def _level_lakes(z, inside, valid, in_box, px, params):
         lake = _exact_level_lakes(z, inside, valid, in_box, px, params)
     else:
         lake = _noisy_level_lakes(z, valid, water, in_box, px, params, noise)
-    if not lake.any():
-        return lake, sharp, noise
+    if not lake.any():  # no level surface at all (a river, or water interpolated from its shores)
+        return lake, False, noise
     # how far the level surface stops short of the shore (0 when the DEM is on its own grid); short of
     # it (a resampled or coarse DEM blends water and land there), its outline is not the lake's: the
     # shape draws it
@@ -448,12 +453,13 @@ def _exact_level_lakes(z, inside, valid, in_box, px, params):
     return _accepted(grown, count, valid & offshore, in_box, px, params)
 
 
-def _with_shape(level, sharp, noise, shape, z, valid, px, native_px, params):
+def _with_shape(level, noise, shape, z, valid, px, native_px, params):
     """Lakes from both kinds of evidence: (mask, the part of it the level surfaces decided).
 
-    A shape lake that a level lake overlaps is confirmed: the level outline is kept when ``sharp``,
-    else the shape's. A shape lake with no level lake on it stays, unless its surface clearly
-    descends; a level lake that no shape lake overlaps is added (the DEM found what the shape missed).
+    For a DEM whose level surfaces do not reach the shore exactly (noisy, resampled, coarse): a shape
+    lake that a level lake overlaps is confirmed and keeps the shape's outline. A shape lake with no
+    level lake on it stays, unless its surface clearly descends; a level lake that no shape lake
+    overlaps is added (the DEM found what the shape missed).
     """
     # the surface is judged away from the shore, where a coarse DEM's pixels still blend in land
     offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX + ceil(native_px / px))
@@ -464,12 +470,12 @@ def _with_shape(level, sharp, noise, shape, z, valid, px, native_px, params):
     for i, sl in enumerate(ndimage.find_objects(shapes), start=1):
         region = shapes[sl] == i
         on_level = (level[sl] & region).any()
-        if on_level and not sharp:
+        if on_level:
             lake[sl] |= region
             decided[sl] |= region
         elif not on_level and not _descends(z[sl], region & offshore[sl], noise, params):
             lake[sl] |= region
-    own = level & ~np.isin(levels, confirmed) if not sharp else level
+    own = level & ~np.isin(levels, confirmed)
     lake |= own
     decided |= own
     return lake, decided
