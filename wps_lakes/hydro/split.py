@@ -145,10 +145,12 @@ def write_split(result, outdir, crs="EPSG:4326", dem=None, detections=None, limi
 
 
 def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=None, method="refined",
-                   score_threshold=0.5, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS):
+                   score_threshold=0.5, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS,
+                   on_result=None):
     """Read, split and write, as the CLI and the WPS process run it: the waterbodies file ``vector``,
     lake boxes from a ``detections`` file or detected first with ``checkpoint`` on ``rasters`` (then
     detections.geojson and detections.png are written too; ``progress(done, total)`` counts its tiles).
+    ``on_result(result)`` sees the ``SplitResult`` (its ``summary()`` says which evidence decided what).
     Returns {name: path} of the files written (see ``write_split``)."""
     if detections is not None and checkpoint is not None:
         raise LakesError("give the lake boxes one way: detections, or a checkpoint with the DEM to detect them, "
@@ -172,6 +174,8 @@ def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=Non
         boxes = None if detections is None else read_vector(detections, srs=waterbodies.crs, limits=limits,
                                                             allow_empty=True)
     result = split_waterbodies(waterbodies, boxes, dem=rasters, method=method, limits=limits)
+    if on_result is not None:
+        on_result(result)
     return {**paths, **write_split(result, outdir, crs=crs, dem=rasters, detections=boxes, limits=limits)}
 
 
