@@ -55,6 +55,7 @@ SHORE_PX = 2  # the band along the shore where a resampled DEM blends water and 
 # levelness of a DEM that is not hydro-flattened
 SMOOTH_PX = 3.0  # Gaussian smoothing of a noisy water surface, pixels
 LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of the smoothed noise
+MIN_BAND_M = 0.005  # the narrowest level band
 MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
 MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
 MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
@@ -403,7 +404,8 @@ def _smooth(z, water, sigma):
 def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
     """Lakes of a noisy DEM: the compact parts of the water that lie within one level band."""
     smooth = _smooth(z, water, SMOOTH_PX)
-    tolerance = LEVEL_BAND_SIGMAS * noise / (2 * np.sqrt(pi) * SMOOTH_PX)  # the noise left after smoothing
+    # the noise left after smoothing; a floor keeps the bands few on nearly smooth surfaces
+    tolerance = max(LEVEL_BAND_SIGMAS * noise / (2 * np.sqrt(pi) * SMOOTH_PX), MIN_BAND_M)
     heights = smooth[water]
     edges = np.arange(heights.min() - tolerance, heights.max() + 2 * tolerance, tolerance)
     counts = np.histogram(heights, edges)[0]
@@ -414,15 +416,16 @@ def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
     taken = np.zeros_like(water)
     for i in sorted(peaks, key=lambda i: -counts[i]):
         band = water & ~taken & (np.abs(smooth - centres[i]) <= tolerance)
-        band = ndimage.binary_fill_holes(band) & water & ~taken  # the pixels the noise pushed out of the band
-        taken |= band
         parts, count = ndimage.label(band, structure=EIGHT)
         sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        free = water & ~taken
+        taken |= band
         for j, sl in enumerate(ndimage.find_objects(parts), start=1):
             if sizes[j] < params.lake_area_min / (px * px):
                 continue
             sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)  # on its own box: fast
-            part = parts[sl] == j
+            part = ndimage.binary_fill_holes(parts[sl] == j) & free[sl]  # with the pixels the noise pushed out
+            taken[sl] |= part
             lake[sl] |= _shape_lakes(part, in_box[sl], px, params, beyond=water[sl] & ~part)
     return lake
 
@@ -467,6 +470,7 @@ def _with_shape(level, noise, shape, z, valid, px, native_px, params):
     """
     # the surface is judged away from the shore, where a coarse DEM's pixels still blend in land
     offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX + ceil(native_px / px))
+    min_pixels = max(6, 9 * (native_px / px) ** 2)  # a surface is judged over 3 x 3 DEM pixels at least
     lake, decided = np.zeros_like(level), np.zeros_like(level)
     shapes, count = ndimage.label(shape, structure=EIGHT)
     levels, _ = ndimage.label(level, structure=EIGHT)
@@ -477,7 +481,8 @@ def _with_shape(level, noise, shape, z, valid, px, native_px, params):
         if on_level:
             lake[sl] |= region
             decided[sl] |= region
-        elif not on_level and not _descends(z[sl], region & offshore[sl], noise, params):
+        elif not on_level and (region.sum() >= 0.9 * valid.sum()  # a pond alone is no reach of river
+                               or not _descends(z[sl], region & offshore[sl], noise, min_pixels, params)):
             lake[sl] |= region
     own = level & ~np.isin(levels, confirmed)
     lake |= own
@@ -485,12 +490,12 @@ def _with_shape(level, noise, shape, z, valid, px, native_px, params):
     return lake, decided
 
 
-def _descends(z, known, noise, params):
+def _descends(z, known, noise, min_pixels, params):
     """True when a plane through the surface drops more than ``min_drop`` across it, the drop stands
     out of the noise, and the plane explains the surface to within ``DESCENT_FIT`` of the drop beyond
     the noise: a reach of river, not a lake (a surface blended with its shores is no plane)."""
     rows, cols = np.nonzero(known & np.isfinite(z))
-    if rows.size < 6:
+    if rows.size < min_pixels:
         return False
     design = np.column_stack([np.ones(rows.size), rows, cols])
     coef, *_ = np.linalg.lstsq(design, z[rows, cols], rcond=None)
