@@ -89,7 +89,10 @@ class SplitResult:
 
     def summary(self):
         """One line for a log or a status message: which evidence split how many waterbodies."""
-        counts = ", ".join(f"{n} by {why}" for why, n in sorted(self.evidence.items())) or "none"
+        waterbodies = ", ".join(f"{n} by {why}" for why, n in sorted(self.evidence.items())) or "none"
+        lakes = self.lakes[EVIDENCE].value_counts().sort_index() if EVIDENCE in self.lakes else {}
+        counts = f"waterbodies {waterbodies}; lake parts " + (
+            ", ".join(f"{n} by {why}" for why, n in lakes.items()) or "none")
         if self.dem_problem:
             return f"{counts}; DEM not used: {self.dem_problem}"
         return counts + (f"; DEM unusable over {self.dem_unusable} of them" if self.dem_unusable else "")
