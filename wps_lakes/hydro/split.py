@@ -56,6 +56,7 @@ SHORE_PX = 2  # the band along the shore where a resampled DEM blends water and 
 SMOOTH_PX = 3.0  # Gaussian smoothing of a noisy water surface, pixels
 LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of the smoothed noise
 MIN_BAND_M = 0.005  # the narrowest level band
+EXACT_NOISE_M = 0.002  # less noise than this over the water: its level regions are read exactly
 MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
 MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
 MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
@@ -366,7 +367,7 @@ def _level_lakes(z, inside, valid, in_box, px, params):
     noise = _noise(z, water)
     if noise > MAX_NOISE_M:
         return None, False, 0.0
-    sharp = noise <= params.level_tolerance
+    sharp = noise <= EXACT_NOISE_M  # a hydro-flattened DEM: float rounding and river curvature only
     if sharp:
         lake = _exact_level_lakes(z, inside, valid, in_box, px, params)
     else:
