@@ -60,7 +60,6 @@ EXACT_NOISE_M = 0.002  # less noise than this over the water: its level regions 
 MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
 MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
 MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
-DESCENT_FIT = 0.1  # a plane explains a descending surface to within this share of its drop
 # the evidence that decided a part (the ``split_evidence`` property)
 LEVEL, SHAPE, BOXES = "level surface", "shape", "boxes"
 MAX_FEATURE_PIXELS = 16_000_000  # per waterbody grid; a bigger waterbody is analysed at a coarser pixel
@@ -76,7 +75,6 @@ class SplitParams:
     box_cover_min: float = 0.5       # share of a candidate inside boxes for the boxes to vouch for it
     neck_ratio: float = 0.6          # a lake's outlets are narrower than this x its inscribed diameter
     dem_cover_min: float = 0.9       # share of a waterbody with DEM data for the DEM to be used there
-    min_drop: float = 0.02           # m: a shape lake whose surface descends more than this (as a plane) is river
 
 
 @dataclass
@@ -290,7 +288,7 @@ def _refined(geom, crs, boxes, dem, params):
         valid = inside & ~np.ma.getmaskarray(z)
         z = np.ma.getdata(z).astype(np.float64)
         if valid.sum() >= params.dem_cover_min * inside.sum():
-            level, sharp, noise = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
+            level, sharp = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
     if level is None:  # no DEM, or it tells nothing here: the shape and the boxes decide
         lake, decided, evidence = _shape_lakes(inside, in_box, grid.px_size, params), None, SHAPE
     elif sharp:  # a hydro-flattened DEM on its own grid: its level surfaces are the lakes
@@ -298,20 +296,13 @@ def _refined(geom, crs, boxes, dem, params):
         evidence = LEVEL
     else:
         shape = _shape_lakes(inside, in_box, grid.px_size, params)
-        lake, decided = _with_shape(_nearest(level, valid), noise, shape, z, valid, grid.px_size,
-                                    _native_px(dem), params)
+        lake, decided = _with_shape(_nearest(level, valid), shape)
         evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
     lakes, rivers = _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
     return lakes, rivers, [_lake_evidence(p, decided, in_box, grid) for p in lakes], evidence
-
-
-def _native_px(dem):
-    """The coarsest pixel (in its CRS units, metres for a projected DEM) of the DEM's files."""
-    sources = getattr(dem, "_sources", [])
-    return max((abs(source.dataset.res[0]) for source in sources if source.dataset.crs.is_projected), default=0.0)
 
 
 def _lake_evidence(part, decided, in_box, grid):
@@ -347,13 +338,13 @@ def _feature_grid(geom, crs, px_size):
 
 
 def _level_lakes(z, inside, valid, in_box, px, params):
-    """(lake mask, sharp, noise) from the level regions of the DEM's water inside one waterbody; the mask is
+    """(lake mask, sharp) from the level regions of the DEM's water inside one waterbody; the mask is
     None where the DEM cannot tell level water from descending water (rougher than ``MAX_NOISE_M``,
-    a constant, absurd height ranges); ``sharp``: the level surfaces reach the shore exactly, so their
+    absurd height ranges); ``sharp``: the level surfaces reach the shore exactly, so their
     outlines are the lakes'.
 
     The noise is measured on the water itself: a hydro-flattened surface (noise within
-    ``level_tolerance``) is read exactly; a noisy one is smoothed and cut into level bands whose
+    ``EXACT_NOISE_M``) is read exactly; a noisy one is smoothed and cut into level bands whose
     width follows the noise left after smoothing, so a river, which goes on descending, leaves each
     band through its channel, and a lake fills one band to its shore.
     """
@@ -363,17 +354,17 @@ def _level_lakes(z, inside, valid, in_box, px, params):
         water = valid
     heights = z[water]
     if heights.size == 0 or np.ptp(heights) > MAX_WATER_RELIEF_M:
-        return None, False, 0.0
+        return None, False
     noise = _noise(z, water)
     if noise > MAX_NOISE_M:
-        return None, False, 0.0
+        return None, False
     sharp = noise <= EXACT_NOISE_M  # a hydro-flattened DEM: float rounding and river curvature only
     if sharp:
         lake = _exact_level_lakes(z, inside, valid, in_box, px, params)
     else:
         lake = _noisy_level_lakes(z, valid, water, in_box, px, params, noise)
     if not lake.any():  # no level surface at all (a river, or water interpolated from its shores)
-        return lake, False, noise
+        return lake, False
     # how far the level surface stops short of the shore (0 when the DEM is on its own grid); short of
     # it (a resampled or coarse DEM blends water and land there), its outline is not the lake's: the
     # shape draws it
@@ -381,9 +372,9 @@ def _level_lakes(z, inside, valid, in_box, px, params):
     gap = round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1
     sharp = sharp and gap <= 0
     if gap <= 0:
-        return lake, sharp, noise
+        return lake, sharp
     lake |= ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore
-    return lake, sharp, noise
+    return lake, sharp
 
 
 def _noise(z, water):
@@ -464,52 +455,20 @@ def _exact_level_lakes(z, inside, valid, in_box, px, params):
     return _accepted(grown, count, valid & offshore, in_box, px, params)
 
 
-def _with_shape(level, noise, shape, z, valid, px, native_px, params):
-    """Lakes from both kinds of evidence: (mask, the part of it the level surfaces decided).
+def _with_shape(level, shape):
+    """Lakes from both kinds of evidence, for a DEM whose level surfaces do not reach the shore exactly
+    (noisy, resampled, coarse): (mask, the part of it the level surfaces decided).
 
-    For a DEM whose level surfaces do not reach the shore exactly (noisy, resampled, coarse): a shape
-    lake that a level lake overlaps is confirmed and keeps the shape's outline. A shape lake with no
-    level lake on it stays, unless its surface clearly descends; a level lake that no shape lake
-    overlaps is added (the DEM found what the shape missed).
+    Every lake found by shape stays (the DEM only adds evidence: a surface that seems to descend may be
+    one interpolated across from the shores); one that a level lake overlaps is confirmed by it and
+    keeps the shape's outline; a level lake that no shape lake overlaps is added (the DEM found what
+    the shape missed).
     """
-    # the surface is judged away from the shore, where a coarse DEM's pixels still blend in land
-    offshore = ndimage.binary_erosion(valid, iterations=SHORE_PX + ceil(native_px / px))
-    min_pixels = max(6, 9 * (native_px / px) ** 2)  # a surface is judged over 3 x 3 DEM pixels at least
-    lake, decided = np.zeros_like(level), np.zeros_like(level)
-    shapes, count = ndimage.label(shape, structure=EIGHT)
+    shapes, _ = ndimage.label(shape, structure=EIGHT)
     levels, _ = ndimage.label(level, structure=EIGHT)
-    confirmed = np.unique(levels[(shapes > 0) & (levels > 0)])
-    for i, sl in enumerate(ndimage.find_objects(shapes), start=1):
-        region = shapes[sl] == i
-        on_level = (level[sl] & region).any()
-        if on_level:
-            lake[sl] |= region
-            decided[sl] |= region
-        elif not on_level and (region.sum() >= 0.9 * valid.sum()  # a pond alone is no reach of river
-                               or not _descends(z[sl], region & offshore[sl], noise, min_pixels, params)):
-            lake[sl] |= region
-    own = level & ~np.isin(levels, confirmed)
-    lake |= own
-    decided |= own
-    return lake, decided
-
-
-def _descends(z, known, noise, min_pixels, params):
-    """True when a plane through the surface drops more than ``min_drop`` across it, the drop stands
-    out of the noise, and the plane explains the surface to within ``DESCENT_FIT`` of the drop beyond
-    the noise: a reach of river, not a lake (a surface blended with its shores is no plane)."""
-    rows, cols = np.nonzero(known & np.isfinite(z))
-    if rows.size < min_pixels:
-        return False
-    design = np.column_stack([np.ones(rows.size), rows, cols])
-    coef, *_ = np.linalg.lstsq(design, z[rows, cols], rcond=None)
-    residual = float((z[rows, cols] - design @ coef).std())
-    length = np.hypot(np.ptp(rows), np.ptp(cols))
-    drop = float(np.hypot(coef[1], coef[2]) * length)
-    spread = np.sqrt(rows.size * min(rows.var(), cols.var())) or 1.0
-    drop_error = max(residual, noise) / spread * length
-    misfit = np.sqrt(max(residual**2 - noise**2, 0.0))
-    return drop > max(params.min_drop, 4 * drop_error) and misfit < DESCENT_FIT * drop
+    confirmed = np.isin(shapes, np.unique(shapes[(shapes > 0) & (levels > 0)])) & (shapes > 0)
+    own = level & ~np.isin(levels, np.unique(levels[(shapes > 0) & (levels > 0)]))
+    return shape | own, confirmed | own
 
 
 def _shape_lakes(inside, in_box, px, params, beyond=None):
