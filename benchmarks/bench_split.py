@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.bench_split                      # 3 seeds, 6 km scenes, every variant
     .venv/bin/python -m benchmarks.bench_split --quick              # 2 seeds, 3 km scenes
     .venv/bin/python -m benchmarks.bench_split --checkpoint CKPT    # also with a trained detector's boxes
+    .venv/bin/python -m benchmarks.bench_split --style b --size 3000  # the second scene style
 
 Each scene (``make_scene``) is split with two sets of lake boxes: the true ones (one per lake part)
 and a degraded set standing in for a detector (20% of the lakes missed, the others' boxes loosened
@@ -26,6 +27,7 @@ import shapely
 
 from wps_lakes.geodata import make_scene, read_vector
 from wps_lakes.geodata.dem_variants import VARIANTS, degrade_dem
+from wps_lakes.geodata.scene_b import make_scene_b
 from wps_lakes.geodata.vectors import RIVER, TYPECE
 from wps_lakes.hydro import evaluate_lakes, evaluate_split, split_waterbodies, truth_lake_boxes
 
@@ -87,16 +89,19 @@ def summary(rows, variants):
     return out
 
 
-def run(quick=False, checkpoint=None, seeds=None, variants=VARIANTS):
+STYLES = {"a": make_scene, "b": make_scene_b}  # geodata.synthetic (tuned on) and geodata.scene_b (not)
+
+
+def run(quick=False, checkpoint=None, seeds=None, variants=VARIANTS, style="a", size_m=None):
     """All figures as a dict (also printed)."""
     seeds = seeds or ([11, 12] if quick else [11, 12, 13])
-    size_m = 3000 if quick else 6000
+    size_m = size_m or (3000 if quick else 6000)
     figures = {"machine": f"{os.cpu_count()}-core CPU", "scene_size_m": size_m, "seeds": seeds,
-               "variants": list(variants)}
+               "variants": list(variants), "style": style}
     sets = {"true_boxes": [], "degraded_boxes": []} | ({"detected_boxes": []} if checkpoint else {})
     with tempfile.TemporaryDirectory(prefix="bench_split_", dir="/tmp") as tmp:
         for seed in seeds:
-            paths = make_scene(Path(tmp) / f"scene{seed}", seed=seed, size_m=size_m)
+            paths = STYLES[style](Path(tmp) / f"scene{seed}", seed=seed, size_m=size_m)
             truth = read_vector(paths["hydro"])
             boxes = {"true_boxes": truth_lake_boxes(truth), "degraded_boxes": degraded_boxes(truth, seed)}
             if checkpoint:
@@ -140,9 +145,12 @@ def main(argv=None):
     parser.add_argument("--checkpoint", help="a trained detector: also split its detections")
     parser.add_argument("--seeds", type=int, nargs="+", help="scene seeds (default 11..13, unseen in training)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS, help="DEM variants")
+    parser.add_argument("--style", choices=sorted(STYLES), default="a", help="scene style (default a)")
+    parser.add_argument("--size", type=float, help="scene size in m (default 6000, 3000 with --quick)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    figures = run(quick=args.quick, checkpoint=args.checkpoint, seeds=args.seeds, variants=args.variants)
+    figures = run(quick=args.quick, checkpoint=args.checkpoint, seeds=args.seeds, variants=args.variants,
+                  style=args.style, size_m=args.size)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     print(table(figures))
