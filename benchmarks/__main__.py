@@ -216,6 +216,7 @@ def render(record, training):
                          f"{training.get('measured', '')}): "
                          f"{training.get('epochs_done')} epochs of ``{training.get('config')}``; its curve is "
                          "in ``benchmarks/results/training_cpu.json`` and :doc:`training`.\n")
+    split = record.get("split") or {}
     checkpoint = _get(record, "detect", "checkpoint")
     if checkpoint and not checkpoint.startswith("freshly"):
         training_note += (f"The rows \"with a trained detector\" and the detect figures used the checkpoint "
@@ -242,12 +243,12 @@ stand in for a detector: 20 % of the lakes missed, loose and shifted boxes, fals
 
 Scene style A (``geodata.synthetic``, the thresholds were tuned on it), 6 km, seeds 11 to 13:
 
-{bench_split.table(record.get("split"))}
+{bench_split.table(split)}
 
 Scene style B (``geodata.scene_b``, written apart from the method and not tuned on), 3 km at 2 m in
 EPSG:32618, seeds 11 to 13:
 
-{bench_split.table((record.get("split") or {{}}).get("style_b"))}
+{bench_split.table(split.get("style_b"))}
 
 How each figure is taken (the docstring of each module says more):
 
