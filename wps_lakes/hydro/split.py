@@ -428,10 +428,8 @@ def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
 def _exact_level_lakes(z, inside, valid, in_box, px, params):
     """Lake mask from the level regions of a hydro-flattened DEM (neighbours within ``level_tolerance``).
 
-    A resampled DEM blends the lake's level with the land in the pixels along the shore: outlets are
-    looked for off that band.
+    Outlets are measured across all the water: a step of a stepped river is as wide as the river there.
     """
-    offshore = ndimage.binary_erosion(inside, iterations=SHORE_PX)
     same_x = valid[:, 1:] & valid[:, :-1] & (np.abs(np.diff(z, axis=1)) <= params.level_tolerance)
     same_y = valid[1:, :] & valid[:-1, :] & (np.abs(np.diff(z, axis=0)) <= params.level_tolerance)
     step_x = valid[:, 1:] & valid[:, :-1] & ~same_x
@@ -452,7 +450,7 @@ def _exact_level_lakes(z, inside, valid, in_box, px, params):
     grown[:, :-1][edge[:, :-1] & same_x] = labels[:, 1:][edge[:, :-1] & same_x]
     grown[1:, :][edge[1:, :] & same_y] = labels[:-1, :][edge[1:, :] & same_y]
     grown[:-1, :][edge[:-1, :] & same_y] = labels[1:, :][edge[:-1, :] & same_y]
-    return _accepted(grown, count, valid & offshore, in_box, px, params)
+    return _accepted(grown, count, valid, in_box, px, params)
 
 
 def _with_shape(level, shape):
