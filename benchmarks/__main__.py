@@ -217,6 +217,9 @@ def render(record, training):
                          f"{training.get('epochs_done')} epochs of ``{training.get('config')}``; its curve is "
                          "in ``benchmarks/results/training_cpu.json`` and :doc:`training`.\n")
     split = record.get("split") or {}
+    if split.get("measured"):
+        training_note += (f"The split rows and tables were measured again on {split['measured']} by "
+                          "``bench_split`` alone (both scene styles), not in the same run as the rest.\n")
     checkpoint = _get(record, "detect", "checkpoint")
     if checkpoint and not checkpoint.startswith("freshly"):
         training_note += (f"The rows \"with a trained detector\" and the detect figures used the checkpoint "
