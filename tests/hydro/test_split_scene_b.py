@@ -17,8 +17,8 @@ def scene(tmp_path_factory):
     return paths, truth, waterbodies, boxes, baseline
 
 
-TIN_SHORT = pytest.mark.xfail(reason="issue 17, open: on style B a TIN-like DEM's flat facets are taken as level "
-                                     "lakes and cost about 0.01 of lake IoU against the split without a DEM")
+TIN_SHORT = pytest.mark.xfail(reason="issue 17, open: on style B a TIN-like DEM costs about 0.01 of lake IoU "
+                                     "against the split without a DEM (cause not yet found)")
 
 
 @pytest.mark.parametrize("variant", ["flattened", "noise10", "stepped", pytest.param("tin", marks=TIN_SHORT),
