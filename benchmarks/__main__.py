@@ -157,11 +157,11 @@ def rows(record, training):
             lambda v: v <= 1800, " s")
     split = g("split", "true_boxes", "summary") or {}
     variants = [v for v in (g("split", "variants") or []) if v != "nodata"]
-    for boxes in ("true_boxes", "degraded_boxes", "detected_boxes"):
-        summ = g("split", boxes, "summary")
+    for style, boxes in [(s, b) for s in ("", "style_b") for b in ("true_boxes", "degraded_boxes", "detected_boxes")]:
+        summ = g("split", style, boxes, "summary") if style else g("split", boxes, "summary")
         if not summ:
             continue
-        label = boxes.replace("_", " ")
+        label = ("style B, " if style else "") + boxes.replace("_", " ")
         for kind, target in (("lake_iou", 0.95), ("river_iou", 0.95), ("lake_f1", 0.9)):
             worst = min((summ[v][f"min_{kind}"] for v in variants), default=None)
             row("split", f"refined + DEM, {label}: worst {kind.replace('_', ' ')} over the DEM variants (not nodata)",
