@@ -45,8 +45,8 @@ def run_part(name, checkpoint):
         return bench_geodata.run()
     if name == "detect":
         return bench_detect.run(checkpoint=checkpoint)
-    if name == "split":
-        return bench_split.run(checkpoint=checkpoint)
+    if name == "split":  # style A (tuned on) at full size, and style B (not tuned on)
+        return {**bench_split.run(checkpoint=checkpoint), "style_b": bench_split.run(style="b", size_m=3000)}
     if name == "training":
         return bench_training.run(minutes=3.0, quick=True)
     if name == "service":
@@ -155,21 +155,22 @@ def rows(record, training):
             ">= 0.85", lambda v: v >= 0.85)
         row("training", "30-minute run: time to mAP@0.5 >= 0.85", training.get("reached_target_at_s"), "<= 1800 s",
             lambda v: v <= 1800, " s")
-    row("split", "refined + DEM, worst lake IoU", g("split", "true_boxes", "summary", "refined_dem", "min_lake_iou"),
-        ">= 0.95", lambda v: v >= 0.95)
-    row("split", "refined + DEM, worst river IoU",
-        g("split", "true_boxes", "summary", "refined_dem", "min_river_iou"), ">= 0.95", lambda v: v >= 0.95)
-    row("split", "box cut (original), worst lake IoU", g("split", "true_boxes", "summary", "boxes", "min_lake_iou"))
-    row("split", "box cut (original), worst river IoU", g("split", "true_boxes", "summary", "boxes", "min_river_iou"))
-    row("split", "error ratio refined / box cut, lakes (worst)",
-        g("split", "true_boxes", "summary", "refined_dem", "max_lake_error_ratio"), "<= 0.5", lambda v: v <= 0.5)
-    row("split", "error ratio refined / box cut, rivers (worst)",
-        g("split", "true_boxes", "summary", "refined_dem", "max_river_error_ratio"), "<= 0.5", lambda v: v <= 0.5)
-    if g("split", "detected_boxes"):
-        for method, label in (("refined_dem", "refined + DEM"), ("boxes", "box cut (original)")):
-            for kind in ("lake", "river"):
-                row("split", f"with a trained detector's boxes: {label}, worst {kind} IoU",
-                    g("split", "detected_boxes", "summary", method, f"min_{kind}_iou"))
+    split = g("split", "true_boxes", "summary") or {}
+    variants = [v for v in (g("split", "variants") or []) if v != "nodata"]
+    for style, boxes in [(s, b) for s in ("", "style_b") for b in ("true_boxes", "degraded_boxes", "detected_boxes")]:
+        summ = g("split", style, boxes, "summary") if style else g("split", boxes, "summary")
+        if not summ:
+            continue
+        label = ("style B, " if style else "") + boxes.replace("_", " ")
+        for kind, target in (("lake_iou", 0.95), ("river_iou", 0.95), ("lake_f1", 0.9)):
+            worst = min((summ[v][f"min_{kind}"] for v in variants), default=None)
+            row("split", f"refined + DEM, {label}: worst {kind.replace('_', ' ')} over the DEM variants (not nodata)",
+                worst, f">= {target}", lambda v, t=target: v >= t)
+        row("split", f"refined + DEM, {label}: scenes x variants below the box cut",
+            sum(summ[v]["below_box_cut"] for v in variants), "0", lambda v: v == 0)
+        row("split", f"refined + DEM, {label}: nodata DEM, scenes below the split without a DEM",
+            summ.get("nodata", {}).get("below_no_dem"), "0", lambda v: v == 0)
+    row("split", "refined + hydro-flattened DEM, s/km²", split.get("flattened", {}).get("s_per_km2"), unit=" s")
     fuse = g("detect", "merge_perfect_tile_detector", "fuse", "ap")
     union = g("detect", "merge_perfect_tile_detector", "union", "ap")
     row("merge", "AP@0.5, cross-tile fusion (perfect per-tile detector)", fuse, "> plain union",
@@ -215,6 +216,10 @@ def render(record, training):
                          f"{training.get('measured', '')}): "
                          f"{training.get('epochs_done')} epochs of ``{training.get('config')}``; its curve is "
                          "in ``benchmarks/results/training_cpu.json`` and :doc:`training`.\n")
+    split = record.get("split") or {}
+    if split.get("measured"):
+        training_note += (f"The split rows and tables were measured again on {split['measured']} by "
+                          "``bench_split`` alone (both scene styles), not in the same run as the rest.\n")
     checkpoint = _get(record, "detect", "checkpoint")
     if checkpoint and not checkpoint.startswith("freshly"):
         training_note += (f"The rows \"with a trained detector\" and the detect figures used the checkpoint "
@@ -235,6 +240,19 @@ work ran beside some parts, so absolute times are pessimistic.
 {training_note}
 {body}
 
+Split on every DEM variant (``benchmarks/bench_split.py``; worst figure over the scenes, and the
+number of scenes below the box cut or below the refined split without a DEM; ``degraded`` boxes
+stand in for a detector: 20 % of the lakes missed, loose and shifted boxes, false boxes on rivers):
+
+Scene style A (``geodata.synthetic``, the thresholds were tuned on it), 6 km, seeds 11 to 13:
+
+{bench_split.table(split)}
+
+Scene style B (``geodata.scene_b``, written apart from the method and not tuned on), 3 km at 2 m in
+EPSG:32618, seeds 11 to 13:
+
+{bench_split.table(split.get("style_b"))}
+
 How each figure is taken (the docstring of each module says more):
 
 - **detect** (``benchmarks/bench_detect.py``): ``detect`` on a 6 km scene (tiles read and built,
@@ -254,7 +272,8 @@ How each figure is taken (the docstring of each module says more):
 - **training** (``bench_training.py``): the shipped CPU config for a few minutes: the share of each
   step spent waiting for the batch. The quality target needs the separate 30-minute run.
 - **split** and **merge** (``bench_split.py``, ``bench_detect.py``): our refined split against the
-  original's box cut on five unseen 6 km scenes, area IoU against the scene truth; our cross-tile box
+  original's box cut on three unseen 6 km scenes and every DEM variant (noisy, resampled, coarse,
+  stepped, TIN-like, no data over water), area IoU and per-lake F1 against the scene truth; our cross-tile box
   fusion against the original's plain union of every tile's boxes, AP@0.5.
 - **service** (``bench_service.py``): the same ``split`` as a library call and through WPS Execute on
   a live gunicorn server; document requests per second.

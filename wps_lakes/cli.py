@@ -328,9 +328,11 @@ def cmd_split(args):
     """Split waterbodies into lakes and rivers, from detections or from a checkpoint (detect first)."""
     from .hydro import split_to_files
 
+    results = []
     paths = split_to_files(args.vector, args.outdir, detections=args.detections, checkpoint=args.checkpoint,
                            rasters=args.raster, method=args.method, score_threshold=args.score_threshold,
-                           crs=args.crs, device=args.device)
+                           crs=args.crs, device=args.device, on_result=results.append)
+    print(f"split: {results[0].summary()}")
     for name, path in paths.items():
         print(f"{name:20} {path}")
     return 0

@@ -18,6 +18,7 @@ MAX_SIDE_PX = 600           # hillshade pixels along the longer side (the figure
 FIGURE_INCHES, DPI = 8, 100  # at most 800 x 800 px
 LAKE_COLOUR, RIVER_COLOUR, WATER_COLOUR = "#1f4fd1", "#3fc1c9", "#6fa8dc"
 CONFIDENCE_COLOURS = "plasma"
+LAKE_EVIDENCE_COLOURS = (LAKE_COLOUR, "#7b3fc9", "#0b7a3e", "#c93f6f")  # per split_evidence value
 
 
 def detections_quicklook(path, detections, waterbodies, dem=None):
@@ -40,15 +41,27 @@ def split_quicklook(path, result, dem=None, detections=None):
     fig, ax = _figure()
     bounds = _bounds(result.hydro, detections)
     _hillshade(ax, dem, bounds)
-    for parts, colour in ((result.rivers, RIVER_COLOUR), (result.lakes, LAKE_COLOUR)):
-        if not parts.empty:
-            parts.plot(ax=ax, color=colour, edgecolor="none")
+    if not result.rivers.empty:
+        result.rivers.plot(ax=ax, color=RIVER_COLOUR, edgecolor="none")
+    # lakes coloured by the evidence that decided them (the split_evidence property)
+    evidence = result.lakes.get("split_evidence", None)
+    groups = {} if result.lakes.empty else dict(iter(result.lakes.groupby(
+        evidence if evidence is not None else np.full(len(result.lakes), "lakes"), sort=True)))
+    handles = []
+    for i, (why, parts) in enumerate(groups.items()):
+        colour = LAKE_EVIDENCE_COLOURS[i % len(LAKE_EVIDENCE_COLOURS)]
+        parts.plot(ax=ax, color=colour, edgecolor="none")
+        handles.append(Rectangle((0, 0), 1, 1, color=colour, label=f"lakes by {why} ({len(parts)})"))
     if detections is not None:
         for box in detections.to_crs(result.hydro.crs).geometry:
             _box(ax, box, "#e8a33d", linestyle="--")
-    ax.legend(handles=[Rectangle((0, 0), 1, 1, color=LAKE_COLOUR, label=f"lakes ({len(result.lakes)})"),
-                       Rectangle((0, 0), 1, 1, color=RIVER_COLOUR, label=f"rivers ({len(result.rivers)})")],
-              loc="upper right", fontsize="small")
+    if not handles:
+        handles.append(Rectangle((0, 0), 1, 1, color=LAKE_COLOUR, label="lakes (0)"))
+    handles.append(Rectangle((0, 0), 1, 1, color=RIVER_COLOUR, label=f"rivers ({len(result.rivers)})"))
+    ax.legend(handles=handles, loc="upper right", fontsize="small")
+    summary = getattr(result, "summary", None)
+    if summary is not None:
+        ax.set_title(f"split: {summary()}", fontsize="small", wrap=True)
     return _save(fig, ax, bounds, path)
 
 

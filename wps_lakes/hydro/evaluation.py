@@ -58,6 +58,31 @@ def evaluate_split(hydro, truth):
     }
 
 
+def evaluate_lakes(hydro, truth, iou_threshold=0.5):
+    """Per-lake detection by the split: a true lake (each polygon part of one, as the true boxes) is
+    found when one predicted lake part has IoU >= ``iou_threshold`` with it (each part matched once).
+    Returns ``precision``, ``recall``, ``f1``, ``tp``, ``n_true`` and ``n_pred`` (lake parts)."""
+    _check_typece(hydro, "the split")
+    _check_typece(truth, "the truth layer")
+    pred = list(shapely.get_parts(hydro.to_crs(truth.crs).geometry[hydro[TYPECE] == LAKE].values))
+    true = list(shapely.get_parts(truth.geometry[truth[TYPECE] == LAKE].values))
+    tree = shapely.STRtree(pred)
+    used, tp = set(), 0
+    for lake in true:
+        best, best_iou = None, iou_threshold
+        for j in tree.query(lake, predicate="intersects"):
+            iou = _iou(pred[j], lake)
+            if j not in used and iou >= best_iou:
+                best, best_iou = j, iou
+        if best is not None:
+            used.add(best)
+            tp += 1
+    precision = tp / len(pred) if pred else 1.0
+    recall = tp / len(true) if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "n_true": len(true), "n_pred": len(pred)}
+
+
 def format_table(figures, title=None):
     """Rows of ``name  value`` (nested dicts as ``section.name``), floats to 4 decimals."""
     rows = list(_flatten(figures))

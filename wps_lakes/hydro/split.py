@@ -24,8 +24,10 @@ Two methods:
 Both methods keep every original property on every part, set ``TYPECE`` to ``"21"`` (lake) or
 ``"10"`` (river), and write one feature per polygon part, as the original did.
 """
+import logging
+from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import ceil, pi
 from pathlib import Path
 
@@ -43,11 +45,23 @@ from ..geodata.rasters import open_dem
 from ..geodata.vectors import LAKE, RIVER, check_overlap, read_vector, write_geojson
 from ..limits import DEFAULT_LIMITS
 
+log = logging.getLogger(__name__)
 METHODS = ("refined", "boxes")
+EVIDENCE = "split_evidence"  # the property that says what decided each part
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 MIN_RADIUS, RADIUS_STEP = 2.0, 2 ** 0.5  # the opening radii tried without a DEM, in pixels
 MIN_NECK_RADIUS = 3.0  # pixels: a narrower lake joined to other water is not told from a channel
 SHORE_PX = 2  # the band along the shore where a resampled DEM blends water and land
+# levelness of a DEM that is not hydro-flattened
+SMOOTH_PX = 3.0  # Gaussian smoothing of a noisy water surface, pixels
+LEVEL_BAND_SIGMAS = 4.0  # half-width of a level band, in standard deviations of the smoothed noise
+MIN_BAND_M = 0.005  # the narrowest level band
+EXACT_NOISE_M = 0.002  # less noise than this over the water: its level regions are read exactly
+MAX_NOISE_M = 1.0  # rougher water than this: the DEM tells nothing about levels there
+MAX_WATER_RELIEF_M = 500.0  # more height range than this over the water: not heights in metres
+MIN_HEIGHT_M, MAX_HEIGHT_M = -500.0, 9000.0  # water surfaces on Earth lie between these
+# the evidence that decided a part (the ``split_evidence`` property)
+LEVEL, SHAPE, BOXES = "level surface", "shape", "boxes"
 MAX_FEATURE_PIXELS = 16_000_000  # per waterbody grid; a bigger waterbody is analysed at a coarser pixel
 
 
@@ -68,6 +82,19 @@ class SplitResult:
     lakes: gpd.GeoDataFrame
     rivers: gpd.GeoDataFrame
     hydro: gpd.GeoDataFrame
+    evidence: dict = field(default_factory=dict)  # {evidence: number of waterbodies it decided}
+    dem_unusable: int = 0  # waterbodies where a DEM was given but told nothing (split by shape and boxes)
+    dem_problem: str | None = None  # why a given DEM was not used at all (its values are not heights)
+
+    def summary(self):
+        """One line for a log or a status message: which evidence split how many waterbodies."""
+        waterbodies = ", ".join(f"{n} by {why}" for why, n in sorted(self.evidence.items())) or "none"
+        lakes = self.lakes[EVIDENCE].value_counts().sort_index() if EVIDENCE in self.lakes else {}
+        counts = f"waterbodies {waterbodies}; lake parts " + (
+            ", ".join(f"{n} by {why}" for why, n in lakes.items()) or "none")
+        if self.dem_problem:
+            return f"{counts}; DEM not used: {self.dem_problem}"
+        return counts + (f"; DEM unusable over {self.dem_unusable} of them" if self.dem_unusable else "")
 
 
 def split_waterbodies(waterbodies, detections, dem=None, method="refined", params=SplitParams(),
@@ -92,12 +119,17 @@ def split_waterbodies(waterbodies, detections, dem=None, method="refined", param
     boxes = _boxes_union(detections, waterbodies)
 
     if method == "boxes":
-        parts = [_parts(geom.intersection(boxes), geom.difference(boxes)) for geom in waterbodies.geometry]
+        parts = [_parts(geom.intersection(boxes), geom.difference(boxes), BOXES) for geom in waterbodies.geometry]
     else:
         with _opened_dem(dem, crs, limits) as source:
+            problem = None
             if source is not None and not waterbodies.empty:
                 check_overlap(waterbodies, source.grid)  # a DEM elsewhere would be ignored without a word
-            parts = [_refined(geom, crs, boxes, source, params) for geom in waterbodies.geometry]
+                problem = _not_heights(source, waterbodies, crs)
+            used = None if problem else source
+            parts = [_refined(geom, crs, boxes, used, params) for geom in waterbodies.geometry]
+        unusable = 0 if source is None else sum(part[3] != LEVEL for part in parts)
+        return _result(waterbodies, parts, unusable, problem)
     return _result(waterbodies, parts)
 
 
@@ -116,10 +148,12 @@ def write_split(result, outdir, crs="EPSG:4326", dem=None, detections=None, limi
 
 
 def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=None, method="refined",
-                   score_threshold=0.5, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS):
+                   score_threshold=0.5, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS,
+                   on_result=None):
     """Read, split and write, as the CLI and the WPS process run it: the waterbodies file ``vector``,
     lake boxes from a ``detections`` file or detected first with ``checkpoint`` on ``rasters`` (then
     detections.geojson and detections.png are written too; ``progress(done, total)`` counts its tiles).
+    ``on_result(result)`` sees the ``SplitResult`` (its ``summary()`` says which evidence decided what).
     Returns {name: path} of the files written (see ``write_split``)."""
     if detections is not None and checkpoint is not None:
         raise LakesError("give the lake boxes one way: detections, or a checkpoint with the DEM to detect them, "
@@ -143,6 +177,8 @@ def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=Non
         boxes = None if detections is None else read_vector(detections, srs=waterbodies.crs, limits=limits,
                                                             allow_empty=True)
     result = split_waterbodies(waterbodies, boxes, dem=rasters, method=method, limits=limits)
+    if on_result is not None:
+        on_result(result)
     return {**paths, **write_split(result, outdir, crs=crs, dem=rasters, detections=boxes, limits=limits)}
 
 
@@ -171,9 +207,11 @@ def _boxes_union(detections, waterbodies):
     return union
 
 
-def _parts(lake, river):
-    """Polygon parts (lake, river) of one waterbody, each a list of Polygons."""
-    return _polygons(lake), _polygons(river)
+def _parts(lake, river, evidence):
+    """Polygon parts of one waterbody as ``_result`` takes them: (lakes, rivers, the evidence of each
+    lake part, the evidence of the rivers and of the waterbody)."""
+    lakes = _polygons(lake)
+    return lakes, _polygons(river), [evidence] * len(lakes), evidence
 
 
 def _polygons(geom):
@@ -181,21 +219,53 @@ def _polygons(geom):
             if isinstance(g, shapely.Polygon) and not g.is_empty]
 
 
-def _result(waterbodies, parts):
-    """Explode to one feature per part, original properties kept, TYPECE set; lake parts first."""
+def _not_heights(dem, waterbodies, crs):
+    """Why the DEM's values over the water are not heights in metres (None when they may be), from a
+    coarse read (about 512 px a side) of the waterbodies' area."""
+    xmin, ymin, xmax, ymax = waterbodies.total_bounds
+    px = max(dem.grid.px_size, (xmax - xmin) / 512, (ymax - ymin) / 512)
+    grid = Grid.from_bounds((xmin - px, ymin - px, xmax + px, ymax + px), px, crs)
+    z = dem.read(grid)
+    water = features.rasterize(((g, 1) for g in waterbodies.geometry), out_shape=grid.shape,
+                               transform=grid.transform, all_touched=True, dtype=np.uint8).astype(bool)
+    heights = np.ma.getdata(z)[water & ~np.ma.getmaskarray(z)]
+    if heights.size == 0:
+        return "it has no data over the waterbodies"
+    if np.ptp(heights) == 0 and len(waterbodies) > 1:
+        return f"it is constant ({heights[0]:g}) over every waterbody"
+    if heights.min() < MIN_HEIGHT_M or heights.max() > MAX_HEIGHT_M or np.ptp(heights) > MAX_WATER_RELIEF_M:
+        return (f"its values over the water range from {heights.min():g} to {heights.max():g}, "
+                "not heights in metres")
+    return None
+
+
+def _result(waterbodies, parts, dem_unusable=0, dem_problem=None):
+    """Explode to one feature per part, original properties kept, TYPECE and ``split_evidence`` set;
+    lake parts first. Logs how many waterbodies each kind of evidence decided."""
     props = waterbodies.drop(columns=waterbodies.geometry.name).reset_index(drop=True)
-    rows, geoms, types = [], [], []
-    for i, (lakes, rivers) in enumerate(parts):
-        for typece, polys in ((LAKE, lakes), (RIVER, rivers)):
+    rows, geoms, types, evidence = [], [], [], []
+    for i, (lakes, rivers, lake_evidence, river_evidence) in enumerate(parts):
+        for typece, polys, why in ((LAKE, lakes, lake_evidence), (RIVER, rivers, [river_evidence] * len(rivers))):
             rows += [i] * len(polys)
             geoms += polys
             types += [typece] * len(polys)
+            evidence += why
     hydro = props.iloc[rows].reset_index(drop=True)
     hydro["TYPECE"] = pd.Series(types, dtype=object)
+    hydro[EVIDENCE] = pd.Series(evidence, dtype=object)
     hydro = gpd.GeoDataFrame(hydro, geometry=gpd.GeoSeries(geoms, crs=waterbodies.crs))
     lakes = hydro[hydro["TYPECE"] == LAKE].reset_index(drop=True)
     rivers = hydro[hydro["TYPECE"] == RIVER].reset_index(drop=True)
-    return SplitResult(lakes=lakes, rivers=rivers, hydro=hydro)
+    counts = dict(Counter(part[3] for part in parts))
+    result = SplitResult(lakes=lakes, rivers=rivers, hydro=hydro, evidence=counts, dem_unusable=dem_unusable,
+                         dem_problem=dem_problem)
+    log.info("split %d waterbodies: %s", len(parts), result.summary())
+    if dem_problem:
+        log.warning("the DEM was not used: %s; the split went on by shape and boxes", dem_problem)
+    elif dem_unusable:
+        log.warning("the DEM was unusable over the water of %d waterbodies (no data, or heights that do not "
+                    "read as water levels): those were split by shape and boxes", dem_unusable)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,29 +274,44 @@ def _result(waterbodies, parts):
 
 def _refined(geom, crs, boxes, dem, params):
     if geom.is_empty:
-        return [], []
+        return [], [], [], SHAPE
     grid = _feature_grid(geom, crs, params.px_size if dem is None else dem.grid.px_size)
     inside = _rasterise(geom, grid)
     if not inside.any():  # thinner than a pixel: nothing to measure, the boxes decide
         in_boxes = geom.intersection(boxes).area > geom.area / 2
-        return _parts(geom, shapely.Polygon()) if in_boxes else _parts(shapely.Polygon(), geom)
+        return _parts(geom, shapely.Polygon(), BOXES) if in_boxes else _parts(shapely.Polygon(), geom, BOXES)
     in_box = np.zeros(grid.shape, bool) if boxes.is_empty else _rasterise(boxes, grid)
 
-    valid = None
+    level = None
     if dem is not None:
         z = dem.read(grid)
         valid = inside & ~np.ma.getmaskarray(z)
-        if valid.sum() < params.dem_cover_min * inside.sum():
-            valid = None
-    if valid is not None:
-        lake = _level_lakes(np.ma.getdata(z).astype(np.float64), inside, valid, in_box, grid.px_size, params)
-        lake = _nearest(lake, valid)  # pixels without data take the type of the nearest one with data
+        z = np.ma.getdata(z).astype(np.float64)
+        if valid.sum() >= params.dem_cover_min * inside.sum():
+            level, sharp = _level_lakes(z, inside, valid, in_box, grid.px_size, params)
+    if level is None:  # no DEM, or it tells nothing here: the shape and the boxes decide
+        lake, decided, evidence = _shape_lakes(inside, in_box, grid.px_size, params), None, SHAPE
+    elif sharp:  # a hydro-flattened DEM on its own grid: its level surfaces are the lakes
+        lake = decided = _nearest(level, valid)
+        evidence = LEVEL
     else:
-        lake = _shape_lakes(inside, in_box, grid.px_size, params)
+        shape = _shape_lakes(inside, in_box, grid.px_size, params)
+        lake, decided = _with_shape(_nearest(level, valid), shape)
+        evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
-    return _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
+    lakes, rivers = _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
+    return lakes, rivers, [_lake_evidence(p, decided, in_box, grid) for p in lakes], evidence
+
+
+def _lake_evidence(part, decided, in_box, grid):
+    """What decided a lake part: its level surface when the DEM decided most of it (``decided``), else
+    its shape (with the boxes when they cover most of it)."""
+    pixels = _rasterise(part, grid)
+    if pixels.any() and decided is not None and decided[pixels].mean() > 0.5:
+        return LEVEL
+    return f"{SHAPE}, {BOXES}" if pixels.any() and in_box[pixels].mean() >= 0.5 else SHAPE
 
 
 def _rasterise(geom, grid, all_touched=False):
@@ -253,12 +338,98 @@ def _feature_grid(geom, crs, px_size):
 
 
 def _level_lakes(z, inside, valid, in_box, px, params):
-    """Lake mask from the level regions of a hydro-flattened DEM inside one waterbody.
+    """(lake mask, sharp) from the level regions of the DEM's water inside one waterbody; the mask is
+    None where the DEM cannot tell level water from descending water (rougher than ``MAX_NOISE_M``,
+    absurd height ranges); ``sharp``: the level surfaces reach the shore exactly, so their
+    outlines are the lakes'.
 
-    A resampled DEM blends the lake's level with the land in the pixels along the shore: outlets are
-    looked for off that band, and a lake whose level surface stops short of its shore takes the band.
+    The noise is measured on the water itself: a hydro-flattened surface (noise within
+    ``EXACT_NOISE_M``) is read exactly; a noisy one is smoothed and cut into level bands whose
+    width follows the noise left after smoothing, so a river, which goes on descending, leaves each
+    band through its channel, and a lake fills one band to its shore.
     """
     offshore = ndimage.binary_erosion(inside, iterations=SHORE_PX)
+    water = valid & offshore
+    if water.sum() < params.lake_area_min / (px * px):
+        water = valid
+    heights = z[water]
+    if heights.size == 0 or np.ptp(heights) > MAX_WATER_RELIEF_M:
+        return None, False
+    noise = _noise(z, water)
+    if noise > MAX_NOISE_M:
+        return None, False
+    sharp = noise <= EXACT_NOISE_M  # a hydro-flattened DEM: float rounding and river curvature only
+    if sharp:
+        lake = _exact_level_lakes(z, inside, valid, in_box, px, params)
+    else:
+        lake = _noisy_level_lakes(z, valid, water, in_box, px, params, noise)
+    if not lake.any():  # no level surface at all (a river, or water interpolated from its shores)
+        return lake, False
+    # how far the level surface stops short of the shore (0 when the DEM is on its own grid); short of
+    # it (a resampled or coarse DEM blends water and land there), its outline is not the lake's: the
+    # shape draws it
+    rim = lake & ~ndimage.binary_erosion(lake)
+    gap = round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1
+    sharp = sharp and gap <= 0
+    if gap <= 0:
+        return lake, sharp
+    lake |= ndimage.binary_dilation(lake, EIGHT, iterations=min(gap, SHORE_PX)) & valid & ~offshore
+    return lake, sharp
+
+
+def _noise(z, water):
+    """Robust standard deviation (m) of the water heights around the mean of their water neighbours."""
+    weights = ndimage.uniform_filter(water.astype(np.float64), 3) * 9 - water
+    sums = ndimage.uniform_filter(np.where(water, z, 0.0), 3) * 9 - np.where(water, z, 0.0)
+    usable = water & (weights >= 3)
+    if usable.sum() < 9:
+        return 0.0
+    residual = z[usable] - sums[usable] / weights[usable]
+    mad = np.median(np.abs(residual - np.median(residual)))
+    return float(1.4826 * mad / np.sqrt(1 + 1 / 8))
+
+
+def _smooth(z, water, sigma):
+    """Gaussian mean of the heights over the water only (the land around does not bleed in)."""
+    weight = ndimage.gaussian_filter(water.astype(np.float64), sigma)
+    total = ndimage.gaussian_filter(np.where(water, z, 0.0), sigma)
+    return np.where(water, total / np.maximum(weight, 1e-9), np.nan)
+
+
+def _noisy_level_lakes(z, valid, water, in_box, px, params, noise):
+    """Lakes of a noisy DEM: the compact parts of the water that lie within one level band."""
+    smooth = _smooth(z, water, SMOOTH_PX)
+    # the noise left after smoothing; a floor keeps the bands few on nearly smooth surfaces
+    tolerance = max(LEVEL_BAND_SIGMAS * noise / (2 * np.sqrt(pi) * SMOOTH_PX), MIN_BAND_M)
+    heights = smooth[water]
+    edges = np.arange(heights.min() - tolerance, heights.max() + 2 * tolerance, tolerance)
+    counts = np.histogram(heights, edges)[0]
+    centres = (edges[:-1] + edges[1:]) / 2
+    peaks = [i for i in range(len(counts)) if counts[i] >= params.lake_area_min / (px * px)
+             and counts[i] >= counts[max(i - 1, 0)] and counts[i] >= counts[min(i + 1, len(counts) - 1)]]
+    lake = np.zeros_like(water)
+    taken = np.zeros_like(water)
+    for i in sorted(peaks, key=lambda i: -counts[i]):
+        band = water & ~taken & (np.abs(smooth - centres[i]) <= tolerance)
+        parts, count = ndimage.label(band, structure=EIGHT)
+        sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        free = water & ~taken
+        taken |= band
+        for j, sl in enumerate(ndimage.find_objects(parts), start=1):
+            if sizes[j] < params.lake_area_min / (px * px):
+                continue
+            sl = tuple(slice(max(s.start - 2, 0), s.stop + 2) for s in sl)  # on its own box: fast
+            part = ndimage.binary_fill_holes(parts[sl] == j) & free[sl]  # with the pixels the noise pushed out
+            taken[sl] |= part
+            lake[sl] |= _shape_lakes(part, in_box[sl], px, params, beyond=water[sl] & ~part)
+    return lake
+
+
+def _exact_level_lakes(z, inside, valid, in_box, px, params):
+    """Lake mask from the level regions of a hydro-flattened DEM (neighbours within ``level_tolerance``).
+
+    Outlets are measured across all the water: a step of a stepped river is as wide as the river there.
+    """
     same_x = valid[:, 1:] & valid[:, :-1] & (np.abs(np.diff(z, axis=1)) <= params.level_tolerance)
     same_y = valid[1:, :] & valid[:-1, :] & (np.abs(np.diff(z, axis=0)) <= params.level_tolerance)
     step_x = valid[:, 1:] & valid[:, :-1] & ~same_x
@@ -279,20 +450,29 @@ def _level_lakes(z, inside, valid, in_box, px, params):
     grown[:, :-1][edge[:, :-1] & same_x] = labels[:, 1:][edge[:, :-1] & same_x]
     grown[1:, :][edge[1:, :] & same_y] = labels[:-1, :][edge[1:, :] & same_y]
     grown[:-1, :][edge[:-1, :] & same_y] = labels[1:, :][edge[:-1, :] & same_y]
-    lake = _accepted(grown, count, valid & offshore, in_box, px, params)
-    if not lake.any():
-        return lake
-    # how far the level surface stops short of the shore (0 when the DEM is on its own grid)
-    rim = lake & ~ndimage.binary_erosion(lake)
-    gap = min(round(float(np.percentile(ndimage.distance_transform_edt(inside)[rim], 90))) - 1, SHORE_PX)
-    if gap <= 0:
-        return lake
-    return lake | (ndimage.binary_dilation(lake, EIGHT, iterations=gap) & valid & ~offshore)
+    return _accepted(grown, count, valid, in_box, px, params)
 
 
-def _shape_lakes(inside, in_box, px, params):
+def _with_shape(level, shape):
+    """Lakes from both kinds of evidence, for a DEM whose level surfaces do not reach the shore exactly
+    (noisy, resampled, coarse): (mask, the part of it the level surfaces decided).
+
+    Every lake found by shape stays (the DEM only adds evidence: a surface that seems to descend may be
+    one interpolated across from the shores); one that a level lake overlaps is confirmed by it and
+    keeps the shape's outline; a level lake that no shape lake overlaps is added (the DEM found what
+    the shape missed).
+    """
+    shapes, _ = ndimage.label(shape, structure=EIGHT)
+    levels, _ = ndimage.label(level, structure=EIGHT)
+    confirmed = np.isin(shapes, np.unique(shapes[(shapes > 0) & (levels > 0)])) & (shapes > 0)
+    own = level & ~np.isin(levels, np.unique(levels[(shapes > 0) & (levels > 0)]))
+    return shape | own, confirmed | own
+
+
+def _shape_lakes(inside, in_box, px, params, beyond=None):
     """Lake mask from the water's width alone (no DEM): the compact parts whose outlets are narrow.
 
+    ``beyond``: more water the parts may flow on into (seen as outlets, never taken).
     Openings (the union of the discs of radius R that fit in the water) at increasing radii cut the
     water at its necks; at the first radius where a part comes loose from its channels with narrow
     outlets it is taken as lake, with the corners the discs missed, and removed from what is left.
@@ -307,7 +487,7 @@ def _shape_lakes(inside, in_box, px, params):
         opened = rest & (ndimage.distance_transform_edt(~core) <= radius)
         candidates, count = ndimage.label(opened, structure=EIGHT)
         _absorb_corners(candidates, rest & ~opened, opened, radius)
-        found = _accepted(candidates, count, rest, in_box, px, params)
+        found = _accepted(candidates, count, rest if beyond is None else rest | beyond, in_box, px, params)
         lake |= found
         rest &= ~found
         radius *= RADIUS_STEP

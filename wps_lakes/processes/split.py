@@ -1,5 +1,6 @@
 """WPS process ``split``: waterbodies -> lake and river features."""
 from pywps import ComplexInput, LiteralInput
+from pywps.response.status import WPS_STATUS
 
 from .base import LakesProcess
 from .io import (
@@ -66,13 +67,16 @@ class Split(LakesProcess):
         checkpoint = self.input_files(request, "checkpoint")
         rasters = self.rasters(request)
         response.update_status("Reading the waterbodies", 5)
+        results = []
         paths = split_to_files(
             self.input_file(request.inputs["vector"][0]), self.output_dir(),
             detections=detections[0] if detections else None,
             checkpoint=checkpoint[0] if checkpoint else None, rasters=rasters,
             method=self.literal(request, "method", "refined"),
             score_threshold=self.literal(request, "score_threshold", 0.5),
-            limits=self.limits(), progress=self.tile_progress(response, 10, 80))
+            limits=self.limits(), progress=self.tile_progress(response, 10, 80), on_result=results.append)
         for identifier in ("lakes", "rivers", "hydro", "quicklook"):
             response.publish(identifier, paths[identifier])
         response.publish("output", paths["hydro"])
+        # Which evidence decided each waterbody, and whether the DEM was usable over the water.
+        response._update_status(WPS_STATUS.SUCCEEDED, f"Split done: {results[0].summary()}", 100)
