@@ -1,15 +1,18 @@
-"""`make demo`: scene -> train -> detect -> split against a started service.
+"""`make demo`: scene -> (detect, split with the bundled model) -> short fine-tune -> detect -> split,
+against the service `make start` started, as it is.
 
-Talks to $WPS_SERVICE (default http://localhost:5000/wps) with birdy's WPSClient. For a service on
-localhost birdy passes local files as file:// references, so start the service with the demo
-configuration, which allows them from /tmp:
-
-    wps-lakes start -d -c etc/demo.cfg ; make demo
+Talks to $WPS_SERVICE (default http://localhost:5000/wps) with birdy's WPSClient. The scene is written
+into the service's inbox ($WPS_LAKES_HOME/inbox, the default [server] allowedinputpaths), so birdy
+passes the files as file:// references and the service reads them in place; $WPS_LAKES_INBOX names
+another folder the service allows. While a job runs, its page (/jobs/<id>?f=html) shows its progress,
+quicklooks, curves and checkpoints.
 """
 import os
+import shutil
 import sys
-import tempfile
 import time
+from pathlib import Path
+from urllib.parse import urlparse
 
 from birdy import WPSClient
 from owslib.util import ServiceException
@@ -17,49 +20,126 @@ from owslib.util import ServiceException
 from wps_lakes.geodata import make_scene
 
 URL = os.environ.get("WPS_SERVICE", "http://localhost:5000/wps")
+ROOT = URL.rsplit("/", 1)[0]
+FINE_TUNE_EPOCHS = int(os.environ.get("WPS_LAKES_DEMO_EPOCHS", "3"))
+
+
+def inbox():
+    """The started service's inbox: $WPS_LAKES_INBOX, else the first of its allowedinputpaths."""
+    if os.environ.get("WPS_LAKES_INBOX"):
+        return Path(os.environ["WPS_LAKES_INBOX"])
+    from wps_lakes.cli import started_inbox
+
+    folder = started_inbox()
+    if folder is None:
+        sys.exit("The started service accepts no file:// references ([server] allowedinputpaths is empty); "
+                 "set it, or run the demo against a service started with `make start` as it comes.")
+    return folder
+
+
+def bundled_checkpoint():
+    """The pretrained detector shipped with the package, or None (older checkouts)."""
+    try:
+        from wps_lakes.detector import zoo
+    except ImportError:
+        return None
+    for name in ("bundled_checkpoint", "pretrained_checkpoint", "bundled_model_path"):
+        finder = getattr(zoo, name, None)
+        if callable(finder):
+            try:
+                path = finder()
+            except Exception:  # noqa: BLE001 - a missing model means: demo without it
+                path = None
+            if path and Path(path).is_file():
+                return Path(path)
+    models = Path(__file__).resolve().parent.parent / "wps_lakes" / "models"
+    found = sorted(models.glob("*.pth")) if models.is_dir() else []
+    return found[0] if found else None
+
+
+def job_page(execution):
+    """The HTML page of a job, from its status location (<outputurl>/<job id>.xml)."""
+    location = getattr(execution, "statusLocation", None) or ""
+    job_id = Path(urlparse(location).path).stem
+    return f"{ROOT}/jobs/{job_id}?f=html" if job_id else f"{ROOT}/jobs?f=html"
+
+
+def run_async(client, process, say, **inputs):
+    """Start a job asynchronously, print its page, wait for it and return its output references."""
+    job = getattr(client, process)(**inputs)
+    say(f"   job page: {job_page(job)}")
+    last = None
+    while not job.isComplete():
+        job.checkStatus(sleepSecs=2)
+        if (job.percentCompleted, job.statusMessage) != last:
+            last = (job.percentCompleted, job.statusMessage)
+            say(f"   {job.percentCompleted:3}% {job.statusMessage or ''}")
+    if not job.isSucceded():
+        messages = "; ".join(str(e.text) for e in job.errors) or job.statusMessage
+        sys.exit(f"{process} failed: {messages}")
+    return job.get(asobj=False)._asdict()
 
 
 def main():
+    started = time.monotonic()
     try:
-        client = WPSClient(URL, progress=True)
+        client = WPSClient(URL, progress=False)
+        client._mode = "async"  # each job runs asynchronously and gets a page to watch; we poll here
     except Exception as exc:  # noqa: BLE001 - any connection problem gets the same advice
         sys.exit(f"No service answers at {URL} ({exc}). Start it with `make start`.")
-    folder = tempfile.mkdtemp(prefix="wps-lakes-demo-")
+    folder = inbox() / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
     scene = make_scene(folder, seed=11, size_m=2400)
-    print(f"1. synthetic scene in {folder}: dem.tif, hydro.geojson, waterbodies.geojson")
 
+    def say(text):
+        print(f"[{time.monotonic() - started:5.0f} s] {text}", flush=True)
+
+    say(f"1. synthetic scene in the service's inbox {folder}: dem.tif, hydro.geojson, waterbodies.geojson")
+    say(f"   all jobs: {ROOT}/jobs?f=html")
     try:
-        run(client, folder, scene)
+        results = run(client, folder, scene, say)
     except ServiceException as exc:
-        if "FileURLNotSupported" in str(exc):
-            sys.exit("The service refuses file:// references. Restart it with the demo configuration: "
-                     "wps-lakes stop; wps-lakes start -d -c etc/demo.cfg")
-        raise
-
-
-def run(client, folder, scene):
-    started = time.monotonic()
-    print("2. training a small detector for a few epochs (asynchronous; the bar shows progress)")
-    trained = client.train(raster=str(scene["dem"]), vector=str(scene["hydro"]), epochs=8, device="auto")
-    train_refs = trained.get(asobj=False)._asdict()
-    print(f"   done in {time.monotonic() - started:.0f} s; best checkpoint: {train_refs['best_checkpoint']}")
-
-    print("3. detecting lakes with it (the checkpoint is passed by its URL on this service)")
-    detected = client.detect(checkpoint=train_refs["best_checkpoint"], raster=str(scene["dem"]),
-                             vector=str(scene["waterbodies"]), score_threshold=0.3)
-    detect_refs = detected.get(asobj=False)._asdict()
-
-    print("4. splitting the waterbodies into lakes and rivers")
-    split = client.split(vector=str(scene["waterbodies"]), detections=detect_refs["detections"],
-                         raster=str(scene["dem"]), method="refined")
-    split_refs = split.get(asobj=False)._asdict()
-
+        sys.exit(f"The service refused the demo's request: {exc}")
     print("\nResults")
-    for label, refs in (("train", train_refs), ("detect", detect_refs), ("split", split_refs)):
+    for label, refs in results:
         for name, ref in refs.items():
             if name != "output":
-                print(f"  {label:6} {name:18} {ref}")
-    print(f"\nQuicklooks: {detect_refs['quicklook']}\n            {split_refs['quicklook']}")
+                print(f"  {label:10} {name:18} {ref}")
+    say("done")
+
+
+def run(client, folder, scene, say):
+    results = []
+    model = bundled_checkpoint()
+    dem, hydro, water = str(scene["dem"]), str(scene["hydro"]), str(scene["waterbodies"])
+    if model is not None:
+        shutil.copy(model, folder / "pretrained.pth")
+        say("2. detecting lakes with the bundled pretrained detector")
+        detected = run_async(client, "detect", say, checkpoint=str(folder / "pretrained.pth"), raster=dem,
+                             vector=water)
+        results.append(("detect", detected))
+        say("3. splitting the waterbodies into lakes and rivers with its detections")
+        split = run_async(client, "split", say, vector=water, detections=detected["detections"], raster=dem,
+                          method="refined")
+        results.append(("split", split))
+        say(f"4. fine-tuning it for {FINE_TUNE_EPOCHS} epochs on the scene (its page shows the checkpoints "
+            "and curves as they come)")
+        trained = run_async(client, "train", say, raster=dem, vector=hydro, checkpoint=str(folder / "pretrained.pth"),
+                            epochs=FINE_TUNE_EPOCHS, device="auto")
+        results.append(("fine-tune", trained))
+        return results
+    say("2. no bundled pretrained detector in this checkout: training a small one (8 epochs)")
+    trained = run_async(client, "train", say, raster=dem, vector=hydro, epochs=8, device="auto")
+    results.append(("train", trained))
+    say("3. detecting lakes with it (the checkpoint is passed by its URL on this service)")
+    detected = run_async(client, "detect", say, checkpoint=trained["best_checkpoint"], raster=dem, vector=water,
+                         score_threshold=0.3)
+    results.append(("detect", detected))
+    say("4. splitting the waterbodies into lakes and rivers")
+    split = run_async(client, "split", say, vector=water, detections=detected["detections"], raster=dem,
+                      method="refined")
+    results.append(("split", split))
+    return results
 
 
 if __name__ == "__main__":

@@ -116,7 +116,24 @@ def cmd_start(args):
         return 1
     print(f"wps-lakes {__version__} started (pid {proc.pid}) on http://{args.bind_host}:{args.port}/wps")
     print(f"state and logs: {home}")
+    print(f"job pages: http://{capabilities_url(args).split('/')[2]}/jobs?f=html")
+    inbox = started_inbox(args.config)
+    if inbox:
+        print(f"inbox: {inbox} (files put there may be given as file:// references)")
     return 0
+
+
+def started_inbox(extra=()):
+    """The first folder of the started service's ``[server] allowedinputpaths`` (by default
+    ``$WPS_LAKES_HOME/inbox``), or None when file:// references are off."""
+    from .runtime import settings
+
+    try:
+        load_started_service_config([str(Path(c).resolve()) for c in extra])
+    except SystemExit:
+        return None
+    folders = settings.inbox_folders()
+    return folders[0] if folders else None
 
 
 def cmd_stop(args):
