@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.cfg pyproj
 
 install: $(STAMP)  ## create .venv with every pinned requirement and the package (editable)
 
-services:  ## install the servers the tests start (Redis) from Debian packages
+services:  ## install what the tests start (Redis, headless Chromium) from Debian packages
 	bash scripts/install-services.sh
 
 start: install  ## start the service in the background on http://localhost:5000/wps
