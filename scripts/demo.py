@@ -7,12 +7,15 @@ passes the files as file:// references and the service reads them in place; $WPS
 another folder the service allows. While a job runs, its page (/jobs/<id>?f=html) shows its progress,
 quicklooks, curves and checkpoints.
 """
+import importlib.util
+import json
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import urlopen
 
 from birdy import WPSClient
 from owslib.util import ServiceException
@@ -38,23 +41,17 @@ def inbox():
 
 
 def bundled_checkpoint():
-    """The pretrained detector shipped with the package, or None (older checkouts)."""
-    try:
-        from wps_lakes.detector import zoo
-    except ImportError:
-        return None
-    for name in ("bundled_checkpoint", "pretrained_checkpoint", "bundled_model_path"):
-        finder = getattr(zoo, name, None)
-        if callable(finder):
-            try:
-                path = finder()
-            except Exception:  # noqa: BLE001 - a missing model means: demo without it
-                path = None
-            if path and Path(path).is_file():
-                return Path(path)
-    models = Path(__file__).resolve().parent.parent / "wps_lakes" / "models"
-    found = sorted(models.glob("*.pth")) if models.is_dir() else []
+    """The pretrained detector shipped with the package (wps_lakes/detector/pretrained/), or None."""
+    spec = importlib.util.find_spec("wps_lakes")
+    folder = Path(spec.origin).parent / "detector" / "pretrained" if spec and spec.origin else None
+    found = sorted(folder.glob("*.pth")) if folder and folder.is_dir() else []
     return found[0] if found else None
+
+
+def count_features(url):
+    """Features of a GeoJSON output of the service."""
+    with urlopen(url, timeout=60) as response:
+        return len(json.load(response).get("features") or [])
 
 
 def job_page(execution):
@@ -112,33 +109,31 @@ def run(client, folder, scene, say):
     results = []
     model = bundled_checkpoint()
     dem, hydro, water = str(scene["dem"]), str(scene["hydro"]), str(scene["waterbodies"])
-    if model is not None:
-        shutil.copy(model, folder / "pretrained.pth")
-        say("2. detecting lakes with the bundled pretrained detector")
-        detected = run_async(client, "detect", say, checkpoint=str(folder / "pretrained.pth"), raster=dem,
-                             vector=water)
-        results.append(("detect", detected))
-        say("3. splitting the waterbodies into lakes and rivers with its detections")
-        split = run_async(client, "split", say, vector=water, detections=detected["detections"], raster=dem,
-                          method="refined")
-        results.append(("split", split))
-        say(f"4. fine-tuning it for {FINE_TUNE_EPOCHS} epochs on the scene (its page shows the checkpoints "
-            "and curves as they come)")
-        trained = run_async(client, "train", say, raster=dem, vector=hydro, checkpoint=str(folder / "pretrained.pth"),
-                            epochs=FINE_TUNE_EPOCHS, device="auto")
-        results.append(("fine-tune", trained))
-        return results
-    say("2. no bundled pretrained detector in this checkout: training a small one (8 epochs)")
-    trained = run_async(client, "train", say, raster=dem, vector=hydro, epochs=8, device="auto")
-    results.append(("train", trained))
-    say("3. detecting lakes with it (the checkpoint is passed by its URL on this service)")
-    detected = run_async(client, "detect", say, checkpoint=trained["best_checkpoint"], raster=dem, vector=water,
-                         score_threshold=0.3)
+    if model is None:
+        say("2. no bundled pretrained detector in this checkout: training a small one first (8 epochs)")
+        trained = run_async(client, "train", say, raster=dem, vector=hydro, epochs=8, device="auto")
+        results.append(("train", trained))
+        checkpoint, threshold = trained["best_checkpoint"], {"score_threshold": 0.3}
+        say(f"   best checkpoint: {checkpoint}")
+    else:
+        shutil.copy(model, folder / "pretrained.pth")  # given by file:// like the scene
+        checkpoint, threshold = str(folder / "pretrained.pth"), {}
+        say(f"2. the bundled pretrained detector ({model.name}) detects and splits")
+    say("   detecting lakes")
+    detected = run_async(client, "detect", say, checkpoint=checkpoint, raster=dem, vector=water, **threshold)
     results.append(("detect", detected))
-    say("4. splitting the waterbodies into lakes and rivers")
+    say(f"   {count_features(detected['detections'])} lake(s) detected; quicklook: {detected['quicklook']}")
+    say("   splitting the waterbodies into lakes and rivers with these detections")
     split = run_async(client, "split", say, vector=water, detections=detected["detections"], raster=dem,
                       method="refined")
     results.append(("split", split))
+    say(f"   {count_features(split['lakes'])} lake part(s), {count_features(split['rivers'])} river part(s); "
+        f"quicklook: {split['quicklook']}")
+    if model is not None:
+        say(f"3. fine-tuning it on this scene for {FINE_TUNE_EPOCHS} epochs (train starts from the bundled model); "
+            "its page shows each checkpoint and the curves as they come")
+        trained = run_async(client, "train", say, raster=dem, vector=hydro, epochs=FINE_TUNE_EPOCHS, device="auto")
+        results.append(("fine-tune", trained))
     return results
 
 

@@ -92,9 +92,12 @@ class LakesExecuteResponse(ExecuteResponse):
         return data
 
     def _update_status(self, status, message, status_percentage, clean=True):
-        super()._update_status(status, message, status_percentage, clean)
+        # The status record (with the outputs) first: a front-end that reads the job's state from the
+        # database saw "succeeded" before the record listed the final outputs (a results document
+        # without them).
         jobfiles.write_status_record(self.uuid, self.process.identifier, status, message, status_percentage,
-                                 self.published)
+                                     self.published)
+        super()._update_status(status, message, status_percentage, clean)
 
     def _update_status_file(self):
         """Replace the status document atomically. PyWPS rewrites it in place (open "w", write), so a
