@@ -116,7 +116,8 @@ def cmd_start(args):
         return 1
     print(f"wps-lakes {__version__} started (pid {proc.pid}) on http://{args.bind_host}:{args.port}/wps")
     print(f"state and logs: {home}")
-    print(f"job pages: http://{capabilities_url(args).split('/')[2]}/jobs?f=html")
+    host = args.hostname or ("localhost" if args.bind_host in ("0.0.0.0", "127.0.0.1", "::") else args.bind_host)
+    print(f"jobs in a browser: http://{host}:{args.port}/jobs?f=html")
     inbox = started_inbox(args.config)
     if inbox:
         print(f"inbox: {inbox} (files put there may be given as file:// references)")
