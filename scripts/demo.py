@@ -65,12 +65,17 @@ def run_async(client, process, say, **inputs):
     """Start a job asynchronously, print its page, wait for it and return its output references."""
     job = getattr(client, process)(**inputs)
     say(f"   job page: {job_page(job)}")
-    last = None
+    last, partial = None, set()
     while not job.isComplete():
         job.checkStatus(sleepSecs=2)
         if (job.percentCompleted, job.statusMessage) != last:
             last = (job.percentCompleted, job.statusMessage)
             say(f"   {job.percentCompleted:3}% {job.statusMessage or ''}")
+        if not job.isComplete():  # train lists its checkpoints so far while it runs
+            for output in job.processOutputs:
+                if output.reference and output.reference not in partial:
+                    partial.add(output.reference)
+                    say(f"   partial result {output.identifier}: {output.reference}")
     if not job.isSucceded():
         messages = "; ".join(str(e.text) for e in job.errors) or job.statusMessage
         sys.exit(f"{process} failed: {messages}")
