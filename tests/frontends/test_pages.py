@@ -148,9 +148,10 @@ def test_jobs_page_bars_move_without_a_reload(browser, base, scene):
 
 
 def test_the_form_runs_a_split_and_its_quicklook_loads(browser, base, scene):
+    """One file uploaded (sent inline), one given by URL (a file:// in the allowed folder)."""
     browser.open(f"{base}/processes/split?f=html")
     browser.set_file("#in-vector", scene["waterbodies"])
-    browser.set_file("#in-detections", scene["true_boxes"])
+    browser.evaluate(f"document.querySelector('#url-detections').value = 'file://{scene['true_boxes']}'")
     browser.evaluate("document.querySelector('#in-method').value = 'boxes'")
     browser.evaluate("document.querySelector('#submit').click()")
     browser.wait("location.pathname.startsWith('/jobs/')", timeout=60)
@@ -162,7 +163,8 @@ def test_the_form_runs_a_split_and_its_quicklook_loads(browser, base, scene):
     outputs = browser.evaluate("document.querySelector('#outputs').textContent")
     assert "lakes" in outputs and "rivers" in outputs and "quicklook" in outputs
     inputs = browser.evaluate("document.querySelector('table.inputs').textContent")
-    assert "inline data (application/geo+json)" in inputs and "boxes" in inputs
+    assert "inline data (application/geo+json)" in inputs and "boxes" in inputs  # the upload, the method
+    assert f"file://{scene['true_boxes']}" in inputs  # the URL
     shoot(browser, "split-job")
 
 
