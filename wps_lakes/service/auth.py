@@ -12,7 +12,9 @@ When any token is configured, every request that starts or ends a job needs one:
   JSON); a POST whose operation cannot be told (not XML/JSON, a DOCTYPE, too large) counts as one;
 - anywhere else (OGC API - Processes): every request that is not GET, HEAD or OPTIONS, i.e.
   ``POST /processes/{id}/execution`` and ``DELETE /jobs/{id}``;
-- and the job list, ``GET /jobs``: it shows a user only their own jobs (admins see all).
+- and the job list, ``GET /jobs``: it shows a user only their own jobs (admins see all). A browser's
+  ``/jobs?f=html`` without a token gets the page listing no job; its script sends the token the user
+  types in (``Authorization: Bearer``) when it fetches the JSON list.
 
 GetCapabilities, DescribeProcess, GetStatus, GetResult, status documents, outputs and the other OGC
 API read requests stay open: a job's status and outputs are reached by URLs that hold its random id,
