@@ -10,6 +10,7 @@ epoch gives the same samples whatever the worker count, and a resumed session se
 """
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -151,10 +152,22 @@ def _share_windows(windows, ratios, seed):
     return parts
 
 
-def build_datasets(config, log=print, limits=DEFAULT_LIMITS):
-    """``{"train": WindowDataset, "valid": WindowDataset}`` from a SessionConfig's datasets and splits."""
+SPLIT_ATTEMPTS = 8   # spatial splits tried (seed, seed + 1, ...) before windows are shared out
+SHARED_FILES_SPLIT = {"train": 0.8, "valid": 0.2}   # train and valid datasets on the same files, over 1 in all
+
+
+def _files_key(params):
+    """What a dataset reads: its rasters (as a set) and its vector, as resolved paths."""
+    rasters = params["raster_path"] if isinstance(params["raster_path"], list) else [params["raster_path"]]
+    return (frozenset(str(Path(p).resolve()) for p in rasters), str(Path(params["vector_path"]).resolve()))
+
+
+def _groups(config, log):
+    """``[(label, params, {split: ratio})]``: one entry per set of files, the datasets that read the
+    same files merged, so that their windows are split once, spatially, and validation never sees a
+    training window (``SHARED_FILES_SPLIT`` when their shares add up to more than 1)."""
     loaders = config.loaders
-    scenes, hydros, items = [], {}, {split: [] for split in SPLITS}
+    groups = {}
     for name, entry in config.datasets.items():
         ratios = {split: loaders[f"{split}_split"].get(name, 0.0) for split in SPLITS}
         if not any(ratios.values()):
@@ -165,6 +178,34 @@ def build_datasets(config, log=print, limits=DEFAULT_LIMITS):
         params = entry["params"]
         if not params.get("raster_path") or not params.get("vector_path"):
             raise LakesError(f"datasets.{name} needs raster_path and vector_path")
+        group = groups.setdefault(_files_key(params), {"names": [], "params": params, "ratios": {}})
+        group["names"].append(name)
+        for split, ratio in ratios.items():
+            group["ratios"][split] = group["ratios"].get(split, 0.0) + ratio
+        if ratios["train"] > 0 and group["params"] is not params and not ratios["valid"]:
+            group["params"] = params  # the training dataset's options (areas, distances) choose the windows
+    out = []
+    for group in groups.values():
+        names, ratios = group["names"], group["ratios"]
+        if len(names) > 1 and sum(1 for r in ratios.values() if r > 0) > 1:
+            if sum(ratios.values()) > 1 + 1e-9:
+                ratios = {split: SHARED_FILES_SPLIT[split] if ratio > 0 else 0.0 for split, ratio in ratios.items()}
+            log(f"warning: datasets {', '.join(names)} read the same files; their windows are split spatially "
+                f"({', '.join(f'{s} {r:g}' for s, r in ratios.items() if r > 0)}) so that validation never sees a "
+                "training window; give validation a scene of its own for scores on unseen ground")
+        out.append(("+".join(names), group["params"], ratios))
+    return out
+
+
+def build_datasets(config, log=print, limits=DEFAULT_LIMITS):
+    """``{"train": WindowDataset, "valid": WindowDataset}`` from a SessionConfig's datasets and splits.
+
+    Datasets that read the same files are taken together and split spatially (with a warning), so a
+    config whose train and valid datasets name one scene (or ``with_data`` on any config) cannot
+    validate on its training windows."""
+    loaders = config.loaders
+    scenes, hydros, items = [], {}, {split: [] for split in SPLITS}
+    for name, params, ratios in _groups(config, log):
         rasters = params["raster_path"] if isinstance(params["raster_path"], list) else [params["raster_path"]]
         scene = Scene(tuple(rasters), params["vector_path"], params["srs_target"], params["px_size"],
                       params["scaling"])
@@ -179,8 +220,11 @@ def build_datasets(config, log=print, limits=DEFAULT_LIMITS):
             parts = {next(iter(used)): windows}
         else:
             rest = 1.0 - sum(ratios.values())
-            parts = spatial_split(windows, {**ratios, **({"unused": rest} if rest > 1e-9 else {})},
-                                  loaders["split_block_size"], loaders["seed"])
+            shares = {**ratios, **({"unused": rest} if rest > 1e-9 else {})}
+            for attempt in range(SPLIT_ATTEMPTS):  # another corner to start from may keep every split
+                parts = spatial_split(windows, shares, loaders["split_block_size"], loaders["seed"] + attempt)
+                if all(parts.get(split) for split in used):
+                    break
             if any(not parts.get(split) for split in used) and len(windows) >= len(used):
                 parts = _share_windows(windows, used, loaders["seed"])
                 log(f"dataset {name}: the area is too small to keep the splits apart (its windows overlap); "
