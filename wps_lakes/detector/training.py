@@ -188,11 +188,15 @@ def _make_optimizer(config, model):
 
 
 @torch.no_grad()
-def evaluate(model, loader, metrics, device, amp=False):
-    """Validation scores of ``model`` on ``loader`` for the config's metrics: {name: value}."""
+def evaluate(model, loader, metrics, device, amp=False, calibration=None):
+    """Validation scores of ``model`` on ``loader`` for the config's metrics: {name: value}.
+
+    ``calibration``: a dict that receives the score threshold of best F1 at IoU 0.5 (``best_f1``)."""
     model.eval()
     scorers = {name: DetectionScores(m["params"]["iou_threshold"], m["params"].get("score_threshold", 0.5),
                                      m["params"].get("method", "all-points")) for name, m in metrics.items()}
+    if calibration is not None:
+        scorers[_CALIBRATION] = DetectionScores(0.5)
     for images, targets in loader:
         with torch.autocast(device.type, enabled=amp):
             outputs = model([image.to(device) for image in images])
@@ -205,7 +209,12 @@ def evaluate(model, loader, metrics, device, amp=False):
     for name, metric in metrics.items():
         scores = scorers[name].compute()
         out[name] = scores[METRICS[metric["type"]]]
+    if calibration is not None:
+        calibration.update(scorers[_CALIBRATION].best_f1())
     return out
+
+
+_CALIBRATION = object()   # the scorer key of the threshold calibration (no config metric can name it)
 
 
 def _new_epoch_stats():
@@ -229,6 +238,7 @@ class _Session:
         self.outputs, self.history = {}, []
         self.monitor_best, self.monitor_best_epoch = (-math.inf if self.maximize else math.inf), -1
         self.last_ckpt, self.best_ckpt = None, None
+        self.calibration = None   # best-F1 threshold on the latest validation (the checkpoint's default)
         self.started = time.monotonic()
         self.elapsed_before = 0.0
 
@@ -245,6 +255,8 @@ class _Session:
             "monitor_best": self.monitor_best, "monitor_best_epoch": self.monitor_best_epoch,
             "config": self.config.to_dict(),
             "input": {"scaling": data["scaling"], "px_size": data["px_size"], "srs": data["srs_target"]},
+            **({"score_threshold": self.calibration["score_threshold"], "calibration": dict(self.calibration)}
+               if self.calibration else {}),
             "resume": {"complete": complete, "epoch_iter": self.epoch_iter, "rng": _rng_state(),
                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                        "epoch_stats": self.epoch_stats, "history": self.history,
@@ -264,6 +276,7 @@ class _Session:
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
         self.outputs = ckpt.get("outputs") or {}
+        self.calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else None
         if ckpt.get("monitor_best") is not None:
             self.monitor_best = float(ckpt["monitor_best"])
             self.monitor_best_epoch = int(ckpt.get("monitor_best_epoch", -1))
@@ -489,6 +502,8 @@ def _train(config, session_dir, say, resume_path, resume_ckpt, init_checkpoint, 
 def _epoch_message(session):
     record = session.history[-1]
     scores = ", ".join(f"{k} {record[k]:.4f}" for k in session.config.trainer["metrics"])
+    if "best_f1" in record:
+        scores += f", best F1 {record['best_f1']:.4f} at score threshold {record['score_threshold']:g}"
     return f"epoch {record['epoch'] + 1}/{session.config.trainer['epochs']} done: loss {record['train_loss']:.4f}, " \
            f"{scores}"
 
@@ -500,12 +515,15 @@ def _finish_epoch(session, model, optimizer, scheduler, scaler, valid_loader, de
     lr = optimizer.param_groups[0]["lr"]
     stats = session.epoch_stats
     valid_start = time.perf_counter()
-    scores = evaluate(model, valid_loader, trainer["metrics"], device, amp)
+    calibration = {}
+    scores = evaluate(model, valid_loader, trainer["metrics"], device, amp, calibration)
+    session.calibration = {**calibration, "epoch": epoch, "on": "validation windows", "iou_threshold": 0.5}
     count = max(stats["loss_count"], 1)
     record = {"epoch": epoch, "iter": session.iteration, "time_s": round(session.elapsed(), 2), "lr": lr,
               "train_loss": stats["loss_sum"] / count,
               **{f"train_{k}": v / count for k, v in stats["parts"].items()},
               **scores,
+              "best_f1": calibration["f1"], "score_threshold": calibration["score_threshold"],
               "data_wait_fraction": stats["wait_s"] / stats["step_s"] if stats["step_s"] else 0.0,
               "train_images_per_s": stats["images"] / stats["step_s"] if stats["step_s"] else 0.0,
               "valid_s": round(time.perf_counter() - valid_start, 2)}

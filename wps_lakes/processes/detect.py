@@ -58,7 +58,7 @@ class Detect(LakesProcess):
         paths = detect_to_files(
             self.input_file(request.inputs["checkpoint"][0]), self.rasters(request),
             self.input_file(request.inputs["vector"][0]), self.output_dir(),
-            score_threshold=self.literal(request, "score_threshold", 0.5),
+            score_threshold=self.literal(request, "score_threshold"),
             tile_size=self.literal(request, "tile_size", 500), tile_overlap=self.literal(request, "tile_overlap", 100),
             crs=self.literal(request, "crs", "EPSG:4326"), limits=self.limits(),
             progress=self.tile_progress(response, 5, 95))
