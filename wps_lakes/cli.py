@@ -249,7 +249,7 @@ def cmd_scene(args):
 def cmd_train(args):
     """Train a detector from a session config (thelper new), or resume a session (thelper resume)."""
     from .detector.checkpoints import latest_checkpoint, load_checkpoint
-    from .detector.config import load_config
+    from .detector.config import default_config, load_config
     from .detector.training import train_session
     from .errors import LakesError
 
@@ -263,11 +263,14 @@ def cmd_train(args):
 
     overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
                  "learning_rate": args.lr, "device": args.device}
-    if args.config is None and args.resume is None:
-        raise LakesError("give a session config (-c CONFIG) or a session to resume (--resume CKPT_OR_DIR)")
+    if args.config is None and args.resume is None and not args.raster:
+        raise LakesError("give a session config (-c CONFIG), a DEM and hydro layer (--raster, --vector: the default "
+                         "config) or a session to resume (--resume CKPT_OR_DIR)")
     config = None
     if args.config is not None:
         config = load_config(args.config, overrides)
+    elif args.resume is None:
+        config = load_config(default_config(), overrides)
     elif any(v is not None for v in overrides.values()) or args.raster:
         config = load_config(load_checkpoint(latest_checkpoint(args.resume)).get("config") or {}, overrides)
     if args.raster or args.vector:
@@ -287,6 +290,7 @@ def cmd_train(args):
     print(f"last checkpoint: {result.last_checkpoint}")
     print(f"metrics:         {result.metrics_path}")
     print(f"curves:          {result.curves_path}")
+    print(f"summary:         {result.summary()}")
     if result.stopped:
         print(f"stopped early; continue with: wps-lakes train --resume {result.session_dir}")
     return 0
@@ -311,7 +315,8 @@ def cmd_detect(args):
     paths = write_detections(found, args.output, rasters=args.raster, vector=water, crs=args.crs)
     stats = found.attrs["stats"]
     print(f"{len(found)} lake(s) from {stats['tiles']} tile(s) in {stats['total_s']:.1f} s "
-          f"(model {stats['forward_s']:.1f} s on {stats['device']})")
+          f"(model {stats['forward_s']:.1f} s on {stats['device']}; score threshold {stats['score_threshold']:g}"
+          f"{'' if args.score_threshold is not None else ', the checkpoint default'})")
     for name, path in paths.items():
         print(f"{name:11} {path}")
     return 0
@@ -401,7 +406,8 @@ def build_parser():
     scene.add_argument("--px-size", type=float, default=3.0, help="DEM pixel size in metres (default 3)")
     scene.set_defaults(func=cmd_scene)
     train = commands.add_parser("train", help="train a lake detector from a thelper-style session config")
-    train.add_argument("-c", "--config", help="session config (JSON); with --resume, replaces the session's own")
+    train.add_argument("-c", "--config", help="session config (JSON; default with --raster/--vector: "
+                       "wps_lakes/configs/lakes_default.json); with --resume, replaces the session's own")
     train.add_argument("-d", "--outdir", help="folder for the session (its folder is OUTDIR/<config name>)")
     train.add_argument("--resume", metavar="CKPT_OR_DIR", help="continue a session from a checkpoint or its folder")
     train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights")
@@ -422,7 +428,8 @@ def build_parser():
     detect.add_argument("--vector", required=True, metavar="HYDRO", help="hydro layer (waterbody polygons)")
     detect.add_argument("-o", "--output", required=True, metavar="DETECTIONS.geojson",
                         help="GeoJSON to write; the PNG quicklook goes beside it")
-    detect.add_argument("--score-threshold", type=float, default=0.5, help="lowest confidence kept (default 0.5)")
+    detect.add_argument("--score-threshold", type=float, help="lowest confidence kept (default: the checkpoint's "
+                        "calibrated threshold, best F1 on its validation; 0.5 when it has none)")
     detect.add_argument("--tile-size", type=int, default=500, help="tile side in pixels (default 500)")
     detect.add_argument("--tile-overlap", type=int, default=100, help="tile overlap in pixels (default 100)")
     detect.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on CPU, 8 on GPU)")
@@ -440,7 +447,8 @@ def build_parser():
     split.add_argument("--method", choices=["refined", "boxes"], default="refined",
                        help="refined (default) or boxes (the original cut, for comparison)")
     split.add_argument("-o", "--outdir", required=True, help="folder for lakes/rivers/hydro.geojson and split.png")
-    split.add_argument("--score-threshold", type=float, default=0.5, help="with --checkpoint (default 0.5)")
+    split.add_argument("--score-threshold", type=float, help="with --checkpoint (default: the checkpoint's "
+                       "calibrated threshold; 0.5 when it has none)")
     split.add_argument("--device", default="auto", help="with --checkpoint: auto, cpu, cuda or cuda:N")
     split.add_argument("--crs", default="EPSG:4326", help="CRS of the GeoJSON files (default EPSG:4326)")
     split.set_defaults(func=cmd_split)

@@ -17,7 +17,17 @@ import shapely
 import torch
 
 from ..errors import LakesError
-from ..geodata import build_tensor, open_dem, read_vector, spatial_split, training_windows
+from ..geodata import (
+    Window,
+    build_tensor,
+    ground_truth_boxes,
+    open_dem,
+    read_vector,
+    spatial_split,
+    tile_grids,
+    training_windows,
+)
+from ..geodata.vectors import RIVER, TYPECE
 from ..limits import DEFAULT_LIMITS
 from .config import TB15_TILE_DATASET, TRANSFORMS
 
@@ -49,18 +59,76 @@ def _rot90(image, boxes):
     return image, boxes
 
 
-def augment(image, boxes, operations, rng):
-    """Apply the config's train_augments (hflip, vflip, rot90, each with probability p) in order."""
+def _scale(image, boxes, factor):
+    """Zoom the window by ``factor`` (bilinear; the water mask kept binary), the boxes with it; boxes
+    left 1 px wide or high are dropped, as in the labels."""
+    _, height, width = image.shape
+    new_h, new_w = max(32, round(height * factor)), max(32, round(width * factor))
+    image = torch.nn.functional.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
+                                            align_corners=False)[0]
+    image[1] = (image[1] >= 0.5).to(image.dtype)
+    boxes = boxes * torch.tensor([new_w / width, new_h / height] * 2, dtype=boxes.dtype)
+    keep = ((boxes[:, 2] - boxes[:, 0]) > 1) & ((boxes[:, 3] - boxes[:, 1]) > 1)
+    return image, boxes[keep]
+
+
+def _resample(image, source_px, px_size):
+    """The DEM channel as a DEM of ``source_px`` metres resampled to ``px_size`` would look: area-averaged
+    to the coarser pixels, then bilinear back (a finer source changes nothing at the work pixel size)."""
+    factor = source_px / px_size
+    if factor <= 1.05:
+        return image
+    dem = image[0][None, None]
+    _, _, height, width = dem.shape
+    coarse = torch.nn.functional.interpolate(dem, size=(max(2, round(height / factor)), max(2, round(width / factor))),
+                                             mode="area")
+    image = image.clone()
+    image[0] = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return image
+
+
+def _relief(image, factor, offset):
+    """DEM channel scaled by ``factor`` around the water level (its median under the water mask), shifted
+    by ``offset``, clipped to [0, 1]: more or less relief in the window, a different elevation."""
+    dem, water = image[0], image[1] > 0.5
+    level = dem[water].median() if water.any() else dem.median()
+    image = image.clone()
+    image[0] = (level + (dem - level) * factor + offset).clamp(0, 1)
+    return image
+
+
+def _log_uniform(rng, low, high):
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def augment(image, boxes, operations, rng, px_size=3.0):
+    """Apply the config's train_augments in order, each with probability p: flips and quarter turns
+    (the 8 orientations), zoom (``RandomScale``), the DEM of a coarser source (``RandomResample``, pixel
+    sizes px_min..px_max metres), relief scaled and elevation shifted (``RandomRelief``), DEM noise
+    (``RandomDemNoise``) and nearly flat land (``RandomFlatten``). Boxes move with the pixels."""
     for op in operations:
-        if rng.random() >= op["params"].get("p", 0.5):
+        params = op["params"]
+        if rng.random() >= params.get("p", 0.5):
             continue
         kind = TRANSFORMS[op["operation"]]
         if kind == "hflip":
             image, boxes = _flip(image, boxes, 2)
         elif kind == "vflip":
             image, boxes = _flip(image, boxes, 1)
-        else:
+        elif kind == "rot90":
             image, boxes = _rot90(image, boxes)
+        elif kind == "scale":
+            image, boxes = _scale(image, boxes, _log_uniform(rng, params["min"], params["max"]))
+        elif kind == "resample":
+            image = _resample(image, _log_uniform(rng, params["px_min"], params["px_max"]), px_size)
+        elif kind in ("relief", "flatten"):
+            offset = rng.uniform(-params.get("offset", 0.0), params.get("offset", 0.0))
+            image = _relief(image, _log_uniform(rng, params["min"], params["max"]), offset)
+        elif kind == "noise":
+            sigma = rng.uniform(0, params["max"])
+            noise = torch.from_numpy(rng.standard_normal(image.shape[1:]).astype(np.float32)) * sigma
+            image = image.clone()
+            image[0] = (image[0] + noise).clamp(0, 1)
     return image, boxes
 
 
@@ -127,8 +195,25 @@ class WindowDataset(torch.utils.data.Dataset):
         boxes = self.boxes(index)
         if self.augments:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            image, boxes = augment(image, boxes, self.augments, rng)
+            image, boxes = augment(image, boxes, self.augments, rng, self.scenes[self.items[index][0]].px_size)
         return image.contiguous(), {"boxes": boxes, "labels": torch.ones(len(boxes), dtype=torch.int64)}
+
+
+def scene_windows(hydro, grid, params, focal):
+    """Samples from the whole scene (``sampling: scene``): the focal-lake windows, a window for each lake
+    far from rivers (isolated lakes), and the inference tiles with water over the whole DEM (rivers
+    only, lakes cut by tile borders, no lake at all), so that training sees what detect sees."""
+    seen = {w.focal_id for w in focal}
+    try:
+        isolated = training_windows(hydro, grid, params["roi_buffer"], params["lake_area_min"],
+                                    params["lake_area_max"], 4 * max(grid.width, grid.height) * grid.px_size)
+    except LakesError:  # no lake in the area range at all
+        isolated = []
+    not_rivers = hydro[hydro[TYPECE] != RIVER]
+    tiles = [tile for _, tile in tile_grids(grid)
+             if len(hydro.sindex.query(shapely.box(*tile.bounds), predicate="intersects"))]
+    return [*focal, *(w for w in isolated if w.focal_id not in seen),
+            *(Window(tile, ground_truth_boxes(not_rivers, tile), -1) for tile in tiles)]
 
 
 def _windows_in_roi(windows, roi_path, srs, limits):
@@ -213,6 +298,8 @@ def build_datasets(config, log=print, limits=DEFAULT_LIMITS):
         with open_dem(rasters, scene.srs, scene.px_size, limits) as dem:
             windows = training_windows(hydro, dem.grid, params["roi_buffer"], params["lake_area_min"],
                                        params["lake_area_max"], params["lake_river_max_dist"])
+            if params.get("sampling") == "scene":
+                windows = scene_windows(hydro, dem.grid, params, windows)
         if params["master_roi"]:
             windows = _windows_in_roi(windows, params["master_roi"], scene.srs, limits)
         used = {split: ratio for split, ratio in ratios.items() if ratio > 0}

@@ -32,7 +32,15 @@ from ..__version__ import __version__
 from ..errors import LakesError
 from ..files import write_atomic
 from ..limits import DEFAULT_LIMITS
-from .checkpoints import TASK, checkpoint_filename, latest_checkpoint, load_checkpoint, save_checkpoint, state_dict_of
+from .checkpoints import (
+    TASK,
+    checkpoint_filename,
+    checkpoint_score_threshold,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
 from .config import METRICS, SessionConfig, load_config
 from .datasets import build_datasets, collate
 from .metrics import DetectionScores
@@ -69,6 +77,15 @@ class TrainResult:
     best_value: float | None
     history: list = field(default_factory=list)   # the epoch records of metrics.jsonl
     stop_reason: str | None = None   # why it ended early ("stop requested", the time limit), None if it did not
+    test: dict = field(default_factory=dict)   # {dataset: whole-region scores} of the test_split datasets
+
+    def summary(self):
+        """One line: epochs, best validation score, and the whole-region test scores."""
+        text = f"{self.epochs_done} epoch(s), best {self.monitor} {self.best_value or 0:.4f}"
+        for name, scores in self.test.items():
+            text += (f"; test {name}: AP@0.5 {scores['ap']:.3f}, F1 {scores['f1']:.3f} at score threshold "
+                     f"{scores['score_threshold']:g} ({scores['tp']}/{scores['n_gt']} lakes, {scores['fp']} false)")
+        return text
 
 
 def resolve_device(spec):
@@ -492,11 +509,62 @@ def _train(config, session_dir, say, resume_path, resume_ckpt, init_checkpoint, 
             writer.close()
     say(f"training ended: {len(session.history)} epoch(s) recorded, best {session.monitor} = "
         f"{session.monitor_best if session.monitor_best_epoch >= 0 else 'n/a'} at epoch {session.monitor_best_epoch}")
+    test = {}
+    final = session.best_ckpt or session.last_ckpt
+    if stop_reason is None and final is not None and config.loaders["test_split"]:
+        report("scoring the test datasets (whole-region detect)")
+        test = score_test_datasets(config, final, device, say, limits)
+        with open(session.metrics_file, "a") as f:
+            f.write(json.dumps({"test": test, "checkpoint": Path(final).name}) + "\n")
     return TrainResult(session_dir, session.best_ckpt, session.last_ckpt, session.metrics_file,
                        session.curves_png if session.curves_png.is_file() else None,
                        session_dir / "logs" / "trainer.log", session.tb_dir, session.epoch, stop_reason is not None,
                        session.monitor, session.monitor_best if session.monitor_best_epoch >= 0 else None,
-                       list(session.history), stop_reason)
+                       list(session.history), stop_reason, test)
+
+
+def test_scene_scores(checkpoint, rasters, hydro, device="cpu", score_threshold=None, limits=DEFAULT_LIMITS):
+    """Whole-region scores of ``checkpoint`` on one scene, as users run it: ``detect`` over the whole DEM,
+    boxes against the true lakes of ``hydro`` (one box per lake part). AP@0.5 over every box; F1,
+    precision and recall at the checkpoint's threshold (or ``score_threshold``)."""
+    import shapely
+
+    from ..geodata.vectors import LAKE, TYPECE
+    from .inference import detect
+
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    threshold = checkpoint_score_threshold(ckpt) if score_threshold is None else score_threshold
+    found = detect(ckpt, rasters, hydro, score_threshold=0.0, device=str(device), limits=limits)
+    truth = hydro.to_crs(found.crs) if found.crs is not None else hydro
+    lakes = shapely.get_parts(truth.geometry[truth[TYPECE] == LAKE].values)
+    scorer = DetectionScores(0.5, threshold)
+    scorer.add(shapely.bounds(found.geometry.values).reshape(-1, 4), found["confidence"].to_numpy(),
+               shapely.bounds(lakes).reshape(-1, 4))
+    scores = scorer.compute()
+    kept = scores["tp"] + scores["fp"]
+    scores["f1"] = 2 * scores["tp"] / (kept + scores["n_gt"]) if kept + scores["n_gt"] else 0.0
+    scores["score_threshold"] = threshold
+    scores["detect_s"] = round(found.attrs["stats"]["total_s"], 2)
+    return scores
+
+
+def score_test_datasets(config, checkpoint, device, say, limits=DEFAULT_LIMITS):
+    """``{dataset: scores}`` of ``test_scene_scores`` for each whole dataset of ``loaders.test_split``."""
+    from ..geodata import read_vector
+
+    loaders, out = config.loaders, {}
+    for name, ratio in loaders["test_split"].items():
+        if ratio < 1 or loaders["train_split"].get(name) or loaders["valid_split"].get(name):
+            continue
+        params = config.datasets[name]["params"]
+        rasters = params["raster_path"] if isinstance(params["raster_path"], list) else [params["raster_path"]]
+        hydro = read_vector(params["vector_path"], params["srs_target"], require_typece=True, limits=limits)
+        out[name] = test_scene_scores(checkpoint, rasters, hydro, device, limits=limits)
+        scores = out[name]
+        say(f"test {name} (whole-region detect): AP@0.5 {scores['ap']:.4f}, F1 {scores['f1']:.4f}, precision "
+            f"{scores['precision']:.4f}, recall {scores['recall']:.4f} at score threshold "
+            f"{scores['score_threshold']:g} ({scores['n_gt']} lakes, {scores['n_pred']} boxes)")
+    return out
 
 
 def _epoch_message(session):

@@ -105,7 +105,7 @@ class Train(LakesProcess):
             limits=self.limits())
         if result.stopped:
             self.check_stop()
-        done = f"{result.epochs_done} epoch(s), best {result.monitor} {result.best_value or 0:.4f}"
+        done = result.summary()
         if result.stop_reason:  # the server's time limit ended it: say so in the final status
             done += f"; ended early: {result.stop_reason}"
         for identifier, path in (("best_checkpoint", result.best_checkpoint),
@@ -118,7 +118,9 @@ class Train(LakesProcess):
     def config_source(self, request):
         inputs = request.inputs.get("config")
         if not inputs:
-            return {}
+            from ..detector.config import default_config
+
+            return default_config()
         path = self.input_file(inputs[0])
         with open(path, "rb") as handle:
             text = handle.read(MAX_CONFIG_BYTES + 1)
