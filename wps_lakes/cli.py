@@ -279,9 +279,16 @@ def cmd_train(args):
         config = config.with_data(args.raster, args.vector)
     if args.outdir is None and args.resume is None:
         raise LakesError("give the output folder (-d OUTDIR)")
+    init = args.init_checkpoint
+    if init is None and args.resume is None and not args.from_scratch:
+        from .detector.pretrained import default_init_checkpoint
+
+        init = default_init_checkpoint(config)
+        if init is not None:
+            print(f"fine-tuning the bundled model {init.name} (--from-scratch to start from scratch)")
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=args.init_checkpoint,
+        result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=init,
                                should_stop=lambda: bool(stop), log=print)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -331,6 +338,27 @@ def cmd_split(args):
                            crs=args.crs, device=args.device)
     for name, path in paths.items():
         print(f"{name:20} {path}")
+    return 0
+
+
+def cmd_models(args):
+    """The bundled model(s) (the default checkpoint) and the zoo's model types."""
+    from .detector.pretrained import bundled_models
+    from .detector.zoo import model_names
+
+    print("bundled (the default of detect, and the start of train):")
+    for model in bundled_models():
+        test = (model["metrics"] or {}).get("test") or {}
+        scores = ", ".join(f"{name} AP@0.5 {s['ap']:.3f} F1 {s['f1']:.3f}" for name, s in test.items())
+        print(f"  {model['name']:28} {model['model_type']} ({model['size_mb']} MB, trained {model['trained']})")
+        print(f"  {'':28} {model['path']}")
+        if scores:
+            print(f"  {'':28} test scenes: {scores}")
+    if not bundled_models():
+        print("  (none in this installation)")
+    print("zoo (model types for train):")
+    for name in model_names():
+        print(f"  {name}")
     return 0
 
 
@@ -410,7 +438,9 @@ def build_parser():
                        "wps_lakes/configs/lakes_default.json); with --resume, replaces the session's own")
     train.add_argument("-d", "--outdir", help="folder for the session (its folder is OUTDIR/<config name>)")
     train.add_argument("--resume", metavar="CKPT_OR_DIR", help="continue a session from a checkpoint or its folder")
-    train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights")
+    train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights "
+                       "(default: the bundled model when the config's model and input fit it)")
+    train.add_argument("--from-scratch", action="store_true", help="do not start from the bundled model")
     train.add_argument("--raster", action="append", metavar="TIF", help="DEM GeoTIFF replacing every dataset's "
                        "raster_path (repeat for adjacent tiles; needs --vector)")
     train.add_argument("--vector", metavar="PATH", help="hydro layer replacing every dataset's vector_path")
@@ -422,7 +452,8 @@ def build_parser():
     train.set_defaults(func=cmd_train)
 
     detect = commands.add_parser("detect", help="find the lakes of a region with a trained detector")
-    detect.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint (ours or thelper's)")
+    detect.add_argument("--checkpoint", metavar="CKPT", help="checkpoint (ours or thelper's; default: the bundled "
+                        "model, see `wps-lakes models`)")
     detect.add_argument("--raster", action="append", required=True, metavar="DEM.tif",
                         help="DEM GeoTIFF (repeat for adjacent tiles)")
     detect.add_argument("--vector", required=True, metavar="HYDRO", help="hydro layer (waterbody polygons)")
@@ -452,6 +483,9 @@ def build_parser():
     split.add_argument("--device", default="auto", help="with --checkpoint: auto, cpu, cuda or cuda:N")
     split.add_argument("--crs", default="EPSG:4326", help="CRS of the GeoJSON files (default EPSG:4326)")
     split.set_defaults(func=cmd_split)
+
+    models = commands.add_parser("models", help="list the bundled model and the model types training can use")
+    models.set_defaults(func=cmd_models)
 
     evaluate = commands.add_parser("evaluate", help="score detections and splits against true lakes and rivers")
     evaluate.add_argument("--truth", required=True, metavar="HYDRO", help="hydro layer with the true TYPECE")

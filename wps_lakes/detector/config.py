@@ -372,7 +372,7 @@ def _trainer(check, section):
     where = "trainer"
     section = check.section(section, where)
     known = ("type", "epochs", "optimization", "monitor", "save_freq", "device", "devices", "train_device",
-             "metrics", "valid_metrics", "amp", "warmup_iters", "max_iters_per_epoch", "threads")
+             "metrics", "valid_metrics", "amp", "warmup_iters", "max_iters_per_epoch", "threads", "from_scratch")
     check.keys(section, where, known, INERT_TRAINER_KEYS)
     if "type" in section:
         check.lookup(section["type"], {t: t for t in TRAINERS}, f"{where}.type", "trainers")
@@ -386,6 +386,7 @@ def _trainer(check, section):
                                      integer=True),
         "max_iters_per_epoch": None,
         "threads": None,
+        "from_scratch": check.flag(section.get("from_scratch", False), f"{where}.from_scratch"),
         "optimization": None,
         "metrics": _metrics(check, section),
     }
@@ -559,5 +560,5 @@ def load_config(path_or_dict, overrides=None, limits=DEFAULT_LIMITS):
     return SessionConfig(out, check.warnings)
 
 
-__all__ = ["SessionConfig", "load_config", "default_config", "check_device", "DATASET_TYPES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
-           "TRANSFORMS", "COLLATE_FUNCTIONS", "TRAINERS", "DEFAULT_MODEL", "model_names"]
+__all__ = ["SessionConfig", "load_config", "default_config", "check_device", "DATASET_TYPES", "OPTIMIZERS",
+           "SCHEDULERS", "METRICS", "TRANSFORMS", "COLLATE_FUNCTIONS", "TRAINERS", "DEFAULT_MODEL", "model_names"]

@@ -210,7 +210,7 @@ def scene_windows(hydro, grid, params, focal):
     except LakesError:  # no lake in the area range at all
         isolated = []
     not_rivers = hydro[hydro[TYPECE] != RIVER]
-    tiles = [tile for _, tile in tile_grids(grid)
+    tiles = [tile for _, tile in tile_grids(grid, SCENE_TILE_PX, 0)
              if len(hydro.sindex.query(shapely.box(*tile.bounds), predicate="intersects"))]
     return [*focal, *(w for w in isolated if w.focal_id not in seen),
             *(Window(tile, ground_truth_boxes(not_rivers, tile), -1) for tile in tiles)]
@@ -237,6 +237,7 @@ def _share_windows(windows, ratios, seed):
     return parts
 
 
+SCENE_TILE_PX = 320   # the scene tiles of sampling "scene": side by side, small enough for a spatial split
 SPLIT_ATTEMPTS = 8   # spatial splits tried (seed, seed + 1, ...) before windows are shared out
 SHARED_FILES_SPLIT = {"train": 0.8, "valid": 0.2}   # train and valid datasets on the same files, over 1 in all
 

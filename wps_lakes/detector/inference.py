@@ -34,6 +34,7 @@ from ..limits import DEFAULT_LIMITS
 from .checkpoints import load_checkpoint
 from .metrics import box_iou
 from .names import DEVICE_CHOICES
+from .pretrained import resolve_checkpoint
 from .training import resolve_device
 from .zoo import model_from_checkpoint
 
@@ -60,7 +61,8 @@ def detect(checkpoint, rasters, vector, score_threshold=None, tile_size=TILE_SIZ
            batch_size=None, device="auto", progress=None, limits=DEFAULT_LIMITS, merge="fuse"):
     """Lake boxes over the whole DEM: a GeoDataFrame in the work SRS with ``confidence``, ``tile``, ``id``.
 
-    ``checkpoint``: a path (ours or thelper's ``ckpt.best.pth``) or a dict from ``load_checkpoint``.
+    ``checkpoint``: a path (ours or thelper's ``ckpt.best.pth``), a dict from ``load_checkpoint``, or None
+    for the bundled model (``pretrained.BUNDLED``).
     ``rasters``: DEM GeoTIFF path(s); ``vector``: hydro layer path or GeoDataFrame.
     ``progress(done_tiles, total_tiles)``: called after each batch (tiles without water count as done).
     ``merge``: ``fuse`` (default, see the module docstring) or ``union`` (the original: every box kept).
@@ -93,7 +95,7 @@ def predict_tiles(checkpoint, rasters, vector, score_threshold=None, tile_size=T
         batch_size = BATCH_SIZE[target.type]
     if not isinstance(batch_size, int) or batch_size < 1:
         raise LakesError(f"batch_size must be a whole number of tiles, at least 1 (got {batch_size!r})")
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(resolve_checkpoint(checkpoint))
     model, info = model_from_checkpoint(ckpt, target)
     score_threshold = info["score_threshold"] if score_threshold is None else score_threshold
     built = info["input"]

@@ -97,10 +97,15 @@ class Train(LakesProcess):
         outdir = self.output_dir()
         # A redelivered job (its worker died) continues from the newest checkpoint it wrote.
         previous = find_session(outdir)
+        init = checkpoint[0] if checkpoint and not resume and not previous else None
+        if init is None and not resume and not previous:
+            from ..detector.pretrained import default_init_checkpoint
+
+            init = default_init_checkpoint(config)  # fine-tune the bundled model (trainer.from_scratch: not)
         result = train_session(
             config, outdir,
             resume=previous or (checkpoint[0] if resume and checkpoint else None),
-            init_checkpoint=checkpoint[0] if checkpoint and not resume and not previous else None,
+            init_checkpoint=init,
             progress=self.training_progress(response), should_stop=self.stop_requested,
             limits=self.limits())
         if result.stopped:
