@@ -545,6 +545,7 @@ def test_scene_scores(checkpoint, rasters, hydro, device="cpu", score_threshold=
     scores["f1"] = 2 * scores["tp"] / (kept + scores["n_gt"]) if kept + scores["n_gt"] else 0.0
     scores["score_threshold"] = threshold
     scores["detect_s"] = round(found.attrs["stats"]["total_s"], 2)
+    scores["forward_s"] = round(found.attrs["stats"]["forward_s"], 2)
     return scores
 
 
