@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install services start stop status restart test test-all lint docs demo bench bench-training cwl clean
+.PHONY: help install services start stop status restart test test-all lint docs demo bench bench-training cwl pretrained clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ bench: install services  ## run the benchmarks (about 20 min), write benchmarks/
 
 bench-training: install  ## the 30-minute training quality run (benchmarks/results/training_cpu.json)
 	$(BIN)/python -m benchmarks.bench_training --json benchmarks/results/training_cpu.json
+
+pretrained: install  ## rebuild the bundled model (about 30 min on 2 CPU cores): wps_lakes/detector/pretrained/
+	OMP_NUM_THREADS=1 $(BIN)/python -m wps_lakes.detector.pretrained -d build/pretrained
 
 clean:  ## remove the virtualenv, caches and build output
 	-@test -x $(BIN)/wps-lakes && $(BIN)/wps-lakes stop >/dev/null 2>&1 || true
