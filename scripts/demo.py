@@ -24,7 +24,7 @@ from wps_lakes.geodata import make_scene
 
 URL = os.environ.get("WPS_SERVICE", "http://localhost:5000/wps")
 ROOT = URL.rsplit("/", 1)[0]
-FINE_TUNE_EPOCHS = int(os.environ.get("WPS_LAKES_DEMO_EPOCHS", "3"))
+FINE_TUNE_EPOCHS = int(os.environ.get("WPS_LAKES_DEMO_EPOCHS", "6"))
 
 
 def inbox():

@@ -31,7 +31,9 @@ _CKPT_NAME = re.compile(r"^ckpt\.(\d+)\..*\.pth$")
 # numpy scalars in thelper checkpoints (its metrics are numpy floats): data only, safe to rebuild.
 _NUMPY_GLOBALS = [np.dtype, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
                   np._core.multiarray.scalar, np.dtypes.Float64DType, np.dtypes.Float32DType,
-                  np.dtypes.Int64DType]
+                  np.dtypes.Int64DType,
+                  # torch.__version__ (a str subclass) as the bundled model records it: data only.
+                  torch.torch_version.TorchVersion]
 
 
 def checkpoint_filename(epoch):
