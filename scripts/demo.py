@@ -1,5 +1,6 @@
-"""`make demo`: scene -> (detect, split with the bundled model) -> short fine-tune -> detect -> split,
-against the service `make start` started, as it is.
+"""`make demo`: a synthetic scene -> detect and split with the bundled pretrained model -> a short
+fine-tune of it (partial checkpoints listed as they come), against the service `make start` started,
+as it is. A checkout without the bundled model trains a small detector first instead.
 
 Talks to $WPS_SERVICE (default http://localhost:5000/wps) with birdy's WPSClient. The scene is written
 into the service's inbox ($WPS_LAKES_HOME/inbox, the default [server] allowedinputpaths), so birdy
