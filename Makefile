@@ -8,7 +8,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install services start stop status restart test test-all lint docs demo bench bench-training cwl clean
+.PHONY: help install services start stop status restart test test-all lint docs demo bench bench-training cwl pretrained clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.cfg pyproj
 
 install: $(STAMP)  ## create .venv with every pinned requirement and the package (editable)
 
-services:  ## install the servers the tests start (Redis) from Debian packages
+services:  ## install what the tests start (Redis, headless Chromium) from Debian packages
 	bash scripts/install-services.sh
 
 start: install  ## start the service in the background on http://localhost:5000/wps
@@ -58,6 +58,9 @@ bench: install services  ## run the benchmarks (about 20 min), write benchmarks/
 
 bench-training: install  ## the 30-minute training quality run (benchmarks/results/training_cpu.json)
 	$(BIN)/python -m benchmarks.bench_training --json benchmarks/results/training_cpu.json
+
+pretrained: install  ## rebuild the bundled model (about 30 min on 2 CPU cores): wps_lakes/detector/pretrained/
+	OMP_NUM_THREADS=1 $(BIN)/python -m wps_lakes.detector.pretrained -d build/pretrained
 
 clean:  ## remove the virtualenv, caches and build output
 	-@test -x $(BIN)/wps-lakes && $(BIN)/wps-lakes stop >/dev/null 2>&1 || true

@@ -21,10 +21,12 @@ s:citation: https://docs.ogc.org/per/19-027r2.html
 s:releaseNotes: https://github.com/wps-lakes/wps_lakes/blob/main/CHANGES.rst
 inputs:
   checkpoint:
-    type: File
+    type:
+    - 'null'
+    - File
     label: Model checkpoint (.pth)
     doc: 'Trained lake detector: a checkpoint of the train process (also one taken while training runs) or a thelper
-      ckpt.best.pth.'
+      ckpt.best.pth. Optional: the bundled model by default.'
     format: iana:application/octet-stream
   raster:
     type: File
@@ -46,10 +48,12 @@ inputs:
     - iana:application/x-zipped-shp
     - iana:application/geopackage+sqlite3
   score_threshold:
-    type: float
+    type:
+    - 'null'
+    - float
     label: Score threshold
-    doc: Detections scoring below this confidence are dropped (0 to 1).
-    default: 0.5
+    doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated threshold
+      (best F1 on its validation), or 0.5 for a checkpoint without one.'
   tile_size:
     type: int
     label: Tile size (pixels)

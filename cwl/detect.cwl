@@ -37,10 +37,12 @@ arguments:
   valueFrom: $(runtime.outdir)/detections.geojson
 inputs:
   checkpoint:
-    type: File
+    type:
+    - 'null'
+    - File
     label: Model checkpoint (.pth)
     doc: 'Trained lake detector: a checkpoint of the train process (also one taken while training runs) or a thelper
-      ckpt.best.pth.'
+      ckpt.best.pth. Optional: the bundled model by default.'
     format: iana:application/octet-stream
     inputBinding:
       position: 1
@@ -86,10 +88,12 @@ inputs:
       position: 4
       prefix: --vector
   score_threshold:
-    type: float
+    type:
+    - 'null'
+    - float
     label: Score threshold
-    doc: Detections scoring below this confidence are dropped (0 to 1).
-    default: 0.5
+    doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated threshold
+      (best F1 on its validation), or 0.5 for a checkpoint without one.'
     inputBinding:
       position: 5
       prefix: --score-threshold

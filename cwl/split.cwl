@@ -115,10 +115,12 @@ inputs:
       position: 6
       prefix: --method
   score_threshold:
-    type: float
+    type:
+    - 'null'
+    - float
     label: Score threshold
-    doc: Detections scoring below this confidence are dropped (0 to 1).
-    default: 0.5
+    doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated threshold
+      (best F1 on its validation), or 0.5 for a checkpoint without one.'
     inputBinding:
       position: 7
       prefix: --score-threshold

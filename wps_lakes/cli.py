@@ -116,7 +116,25 @@ def cmd_start(args):
         return 1
     print(f"wps-lakes {__version__} started (pid {proc.pid}) on http://{args.bind_host}:{args.port}/wps")
     print(f"state and logs: {home}")
+    host = args.hostname or ("localhost" if args.bind_host in ("0.0.0.0", "127.0.0.1", "::") else args.bind_host)
+    print(f"jobs in a browser: http://{host}:{args.port}/jobs?f=html")
+    inbox = started_inbox(args.config)
+    if inbox:
+        print(f"inbox: {inbox} (files put there may be given as file:// references)")
     return 0
+
+
+def started_inbox(extra=()):
+    """The first folder of the started service's ``[server] allowedinputpaths`` (by default
+    ``$WPS_LAKES_HOME/inbox``), or None when file:// references are off."""
+    from .runtime import settings
+
+    try:
+        load_started_service_config([str(Path(c).resolve()) for c in extra])
+    except SystemExit:
+        return None
+    folders = settings.inbox_folders()
+    return folders[0] if folders else None
 
 
 def cmd_stop(args):
@@ -256,7 +274,7 @@ def cmd_scene(args):
 def cmd_train(args):
     """Train a detector from a session config (thelper new), or resume a session (thelper resume)."""
     from .detector.checkpoints import latest_checkpoint, load_checkpoint
-    from .detector.config import load_config
+    from .detector.config import default_config, load_config
     from .detector.training import train_session
     from .errors import LakesError
 
@@ -270,11 +288,14 @@ def cmd_train(args):
 
     overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
                  "learning_rate": args.lr, "device": args.device}
-    if args.config is None and args.resume is None:
-        raise LakesError("give a session config (-c CONFIG) or a session to resume (--resume CKPT_OR_DIR)")
+    if args.config is None and args.resume is None and not args.raster:
+        raise LakesError("give a session config (-c CONFIG), a DEM and hydro layer (--raster, --vector: the default "
+                         "config) or a session to resume (--resume CKPT_OR_DIR)")
     config = None
     if args.config is not None:
         config = load_config(args.config, overrides)
+    elif args.resume is None:
+        config = load_config(default_config(), overrides)
     elif any(v is not None for v in overrides.values()) or args.raster:
         config = load_config(load_checkpoint(latest_checkpoint(args.resume)).get("config") or {}, overrides)
     if args.raster or args.vector:
@@ -283,9 +304,16 @@ def cmd_train(args):
         config = config.with_data(args.raster, args.vector)
     if args.outdir is None and args.resume is None:
         raise LakesError("give the output folder (-d OUTDIR)")
+    init = args.init_checkpoint
+    if init is None and args.resume is None and not args.from_scratch:
+        from .detector.pretrained import default_init_checkpoint
+
+        init = default_init_checkpoint(config)
+        if init is not None:
+            print(f"fine-tuning the bundled model {init.name} (--from-scratch to start from scratch)")
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=args.init_checkpoint,
+        result = train_session(config, args.outdir, resume=args.resume, init_checkpoint=init,
                                should_stop=lambda: bool(stop), log=print)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -294,6 +322,7 @@ def cmd_train(args):
     print(f"last checkpoint: {result.last_checkpoint}")
     print(f"metrics:         {result.metrics_path}")
     print(f"curves:          {result.curves_path}")
+    print(f"summary:         {result.summary()}")
     if result.stopped:
         print(f"stopped early; continue with: wps-lakes train --resume {result.session_dir}")
     return 0
@@ -318,7 +347,8 @@ def cmd_detect(args):
     paths = write_detections(found, args.output, rasters=args.raster, vector=water, crs=args.crs)
     stats = found.attrs["stats"]
     print(f"{len(found)} lake(s) from {stats['tiles']} tile(s) in {stats['total_s']:.1f} s "
-          f"(model {stats['forward_s']:.1f} s on {stats['device']})")
+          f"(model {stats['forward_s']:.1f} s on {stats['device']}; score threshold {stats['score_threshold']:g}"
+          f"{'' if args.score_threshold is not None else ', the checkpoint default'})")
     for name, path in paths.items():
         print(f"{name:11} {path}")
     return 0
@@ -335,6 +365,27 @@ def cmd_split(args):
     print(f"split: {results[0].summary()}")
     for name, path in paths.items():
         print(f"{name:20} {path}")
+    return 0
+
+
+def cmd_models(args):
+    """The bundled model(s) (the default checkpoint) and the zoo's model types."""
+    from .detector.pretrained import bundled_models
+    from .detector.zoo import model_names
+
+    print("bundled (the default of detect, and the start of train):")
+    for model in bundled_models():
+        test = (model["metrics"] or {}).get("test") or {}
+        scores = ", ".join(f"{name} AP@0.5 {s['ap']:.3f} F1 {s['f1']:.3f}" for name, s in test.items())
+        print(f"  {model['name']:28} {model['model_type']} ({model['size_mb']} MB, trained {model['trained']})")
+        print(f"  {'':28} {model['path']}")
+        if scores:
+            print(f"  {'':28} test scenes: {scores}")
+    if not bundled_models():
+        print("  (none in this installation)")
+    print("zoo (model types for train):")
+    for name in model_names():
+        print(f"  {name}")
     return 0
 
 
@@ -412,10 +463,13 @@ def build_parser():
     scene.add_argument("--px-size", type=float, default=3.0, help="DEM pixel size in metres (default 3)")
     scene.set_defaults(func=cmd_scene)
     train = commands.add_parser("train", help="train a lake detector from a thelper-style session config")
-    train.add_argument("-c", "--config", help="session config (JSON); with --resume, replaces the session's own")
+    train.add_argument("-c", "--config", help="session config (JSON; default with --raster/--vector: "
+                       "wps_lakes/configs/lakes_default.json); with --resume, replaces the session's own")
     train.add_argument("-d", "--outdir", help="folder for the session (its folder is OUTDIR/<config name>)")
     train.add_argument("--resume", metavar="CKPT_OR_DIR", help="continue a session from a checkpoint or its folder")
-    train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights")
+    train.add_argument("--init-checkpoint", metavar="CKPT", help="start from this checkpoint's model weights "
+                       "(default: the bundled model when the config's model and input fit it)")
+    train.add_argument("--from-scratch", action="store_true", help="do not start from the bundled model")
     train.add_argument("--raster", action="append", metavar="TIF", help="DEM GeoTIFF replacing every dataset's "
                        "raster_path (repeat for adjacent tiles; needs --vector)")
     train.add_argument("--vector", metavar="PATH", help="hydro layer replacing every dataset's vector_path")
@@ -427,13 +481,15 @@ def build_parser():
     train.set_defaults(func=cmd_train)
 
     detect = commands.add_parser("detect", help="find the lakes of a region with a trained detector")
-    detect.add_argument("--checkpoint", required=True, metavar="CKPT", help="checkpoint (ours or thelper's)")
+    detect.add_argument("--checkpoint", metavar="CKPT", help="checkpoint (ours or thelper's; default: the bundled "
+                        "model, see `wps-lakes models`)")
     detect.add_argument("--raster", action="append", required=True, metavar="DEM.tif",
                         help="DEM GeoTIFF (repeat for adjacent tiles)")
     detect.add_argument("--vector", required=True, metavar="HYDRO", help="hydro layer (waterbody polygons)")
     detect.add_argument("-o", "--output", required=True, metavar="DETECTIONS.geojson",
                         help="GeoJSON to write; the PNG quicklook goes beside it")
-    detect.add_argument("--score-threshold", type=float, default=0.5, help="lowest confidence kept (default 0.5)")
+    detect.add_argument("--score-threshold", type=float, help="lowest confidence kept (default: the checkpoint's "
+                        "calibrated threshold, best F1 on its validation; 0.5 when it has none)")
     detect.add_argument("--tile-size", type=int, default=500, help="tile side in pixels (default 500)")
     detect.add_argument("--tile-overlap", type=int, default=100, help="tile overlap in pixels (default 100)")
     detect.add_argument("--batch-size", type=int, help="tiles per model call (default: 1 on CPU, 8 on GPU)")
@@ -451,10 +507,14 @@ def build_parser():
     split.add_argument("--method", choices=["refined", "boxes"], default="refined",
                        help="refined (default) or boxes (the original cut, for comparison)")
     split.add_argument("-o", "--outdir", required=True, help="folder for lakes/rivers/hydro.geojson and split.png")
-    split.add_argument("--score-threshold", type=float, default=0.5, help="with --checkpoint (default 0.5)")
+    split.add_argument("--score-threshold", type=float, help="with --checkpoint (default: the checkpoint's "
+                       "calibrated threshold; 0.5 when it has none)")
     split.add_argument("--device", default="auto", help="with --checkpoint: auto, cpu, cuda or cuda:N")
     split.add_argument("--crs", default="EPSG:4326", help="CRS of the GeoJSON files (default EPSG:4326)")
     split.set_defaults(func=cmd_split)
+
+    models = commands.add_parser("models", help="list the bundled model and the model types training can use")
+    models.set_defaults(func=cmd_models)
 
     evaluate = commands.add_parser("evaluate", help="score detections and splits against true lakes and rivers")
     evaluate.add_argument("--truth", required=True, metavar="HYDRO", help="hydro layer with the true TYPECE")

@@ -27,10 +27,12 @@ $graph:
     lake detections are kept.'
   inputs:
     checkpoint:
-      type: File
+      type:
+      - 'null'
+      - File
       label: Model checkpoint (.pth)
       doc: 'Trained lake detector: a checkpoint of the train process (also one taken while training runs) or a thelper
-        ckpt.best.pth.'
+        ckpt.best.pth. Optional: the bundled model by default.'
       format: iana:application/octet-stream
     raster:
       type: File
@@ -52,10 +54,12 @@ $graph:
       - iana:application/x-zipped-shp
       - iana:application/geopackage+sqlite3
     score_threshold:
-      type: float
+      type:
+      - 'null'
+      - float
       label: Score threshold
-      doc: Detections scoring below this confidence are dropped (0 to 1).
-      default: 0.5
+      doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated
+        threshold (best F1 on its validation), or 0.5 for a checkpoint without one.'
     tile_size:
       type: int
       label: Tile size (pixels)
@@ -159,10 +163,12 @@ $graph:
     valueFrom: $(runtime.outdir)/detections.geojson
   inputs:
     checkpoint:
-      type: File
+      type:
+      - 'null'
+      - File
       label: Model checkpoint (.pth)
       doc: 'Trained lake detector: a checkpoint of the train process (also one taken while training runs) or a thelper
-        ckpt.best.pth.'
+        ckpt.best.pth. Optional: the bundled model by default.'
       format: iana:application/octet-stream
       inputBinding:
         position: 1
@@ -208,10 +214,12 @@ $graph:
         position: 4
         prefix: --vector
     score_threshold:
-      type: float
+      type:
+      - 'null'
+      - float
       label: Score threshold
-      doc: Detections scoring below this confidence are dropped (0 to 1).
-      default: 0.5
+      doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated
+        threshold (best F1 on its validation), or 0.5 for a checkpoint without one.'
       inputBinding:
         position: 5
         prefix: --score-threshold
@@ -364,10 +372,12 @@ $graph:
         position: 6
         prefix: --method
     score_threshold:
-      type: float
+      type:
+      - 'null'
+      - float
       label: Score threshold
-      doc: Detections scoring below this confidence are dropped (0 to 1).
-      default: 0.5
+      doc: 'Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint''s calibrated
+        threshold (best F1 on its validation), or 0.5 for a checkpoint without one.'
       inputBinding:
         position: 7
         prefix: --score-threshold

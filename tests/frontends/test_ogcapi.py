@@ -142,8 +142,8 @@ def test_process_list_and_descriptions(base):
         assert rels[REL + "execute"] == f"{base}/processes/{summary['id']}/execution"
     split = requests.get(base + "/processes/split", timeout=30).json()
     assert split["inputs"]["method"]["schema"] == {"type": "string", "enum": ["refined", "boxes"], "default": "refined"}
-    assert split["inputs"]["score_threshold"]["schema"] == {"type": "number", "minimum": 0.0, "maximum": 1.0,
-                                                            "default": 0.5}
+    # no default: the checkpoint's calibrated threshold is used when none is given (issue 18)
+    assert split["inputs"]["score_threshold"]["schema"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
     raster = split["inputs"]["raster"]
     assert raster["maxOccurs"] == 1 and raster["minOccurs"] == 0
     assert split["inputs"]["adjacent_raster"]["maxOccurs"] == 19

@@ -3,7 +3,8 @@
 A checkpoint is a dict with thelper's keys (name, epoch, iter, source, version, task, outputs,
 model, model_type, model_params, optimizer, scheduler, monitor_best, monitor_best_epoch, config),
 so thelper's ``ckpt.best.pth`` loads here and ours read the same way there. Ours add ``input``
-(how tensors were built: scaling, pixel size, SRS) and ``resume`` (where training stopped, RNG states).
+(how tensors were built: scaling, pixel size, SRS), ``resume`` (where training stopped, RNG states) and
+``score_threshold`` with ``calibration`` (the threshold of best F1 on validation, the default of detect).
 Files are read with ``torch.load(weights_only=True)``: a file holding anything but tensors and plain
 data (a pickle that would run code) is refused. Writes are atomic (temporary file + rename), so a
 reader never sees half a checkpoint while training runs.
@@ -25,11 +26,14 @@ TASK = ("thelper.tasks.detect.Detection(class_names={'background': 0, 'lake': 1}
         "bboxes_key='bboxes', meta_keys=[], input_shape=None, target_shape=None, target_min=None, "
         "target_max=None, background=0, color_map={'lake': [255, 0, 0]})")
 DEFAULT_INPUT = {"scaling": "minmax", "px_size": 3.0, "srs": "EPSG:2959"}
+DEFAULT_SCORE_THRESHOLD = 0.5   # for checkpoints without a calibrated one (thelper's, older ones)
 _CKPT_NAME = re.compile(r"^ckpt\.(\d+)\..*\.pth$")
 # numpy scalars in thelper checkpoints (its metrics are numpy floats): data only, safe to rebuild.
 _NUMPY_GLOBALS = [np.dtype, (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
                   np._core.multiarray.scalar, np.dtypes.Float64DType, np.dtypes.Float32DType,
-                  np.dtypes.Int64DType]
+                  np.dtypes.Int64DType,
+                  # torch.__version__ (a str subclass) as the bundled model records it: data only.
+                  torch.torch_version.TorchVersion]
 
 
 def checkpoint_filename(epoch):
@@ -121,3 +125,17 @@ def checkpoint_input(ckpt):
     return {"scaling": params.get("scaling", "minmax"),
             "px_size": float(params.get("px_size", DEFAULT_INPUT["px_size"])),
             "srs": srs if ":" in srs else f"EPSG:{srs}"}
+
+
+def checkpoint_score_threshold(ckpt):
+    """The score threshold a checkpoint was calibrated with (best F1 on its validation windows), or
+    ``DEFAULT_SCORE_THRESHOLD`` when it holds none (thelper's, older ones)."""
+    value = ckpt.get("score_threshold") if isinstance(ckpt, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return DEFAULT_SCORE_THRESHOLD
+
+
+def resolve_score_threshold(score_threshold, ckpt):
+    """The user's ``score_threshold`` when given (not None), else the checkpoint's calibrated one."""
+    return checkpoint_score_threshold(ckpt) if score_threshold is None else score_threshold

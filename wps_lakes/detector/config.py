@@ -38,7 +38,14 @@ METRICS = {"thelper.optim.metrics.AveragePrecision": "ap", "AveragePrecision": "
 TRANSFORMS = {"torchvision.transforms.ToTensor": "to_tensor", "ToTensor": "to_tensor",
               "torchvision.transforms.RandomHorizontalFlip": "hflip", "RandomHorizontalFlip": "hflip",
               "torchvision.transforms.RandomVerticalFlip": "vflip", "RandomVerticalFlip": "vflip",
-              "RandomRot90": "rot90"}
+              "RandomRot90": "rot90", "RandomScale": "scale", "RandomResample": "resample",
+              "RandomRelief": "relief", "RandomDemNoise": "noise", "RandomFlatten": "flatten"}
+# what each augmentation takes besides p, with its defaults (see datasets.augment)
+TRANSFORM_PARAMS = {"scale": {"min": 0.7, "max": 1.4},            # zoom of the window, boxes with it
+                    "resample": {"px_min": 1.0, "px_max": 10.0},  # the DEM as if from a source of that pixel size
+                    "relief": {"min": 0.3, "max": 3.0, "offset": 0.05},  # DEM relief scaled around the water level
+                    "noise": {"max": 0.03},                       # DEM noise (std, in the channel's [0, 1] units)
+                    "flatten": {"min": 0.05, "max": 0.3}}         # relief nearly flattened (with the noise: flat land)
 COLLATE_FUNCTIONS = ("thelper.data.loaders.default_collate", "wps_lakes.detector.datasets.collate")
 TRAINERS = ("thelper.train.ObjDetectTrainer", "thelper.train.detect.ObjDetectTrainer")
 DEVICES = "auto, cpu, cuda or cuda:N"
@@ -51,7 +58,10 @@ SCHEDULER_PARAMS = {"StepLR": ("step_size", "gamma"), "MultiStepLR": ("milestone
 # the name a normalised config uses for each kind
 METRIC_NAMES = {"ap": "thelper.optim.metrics.AveragePrecision", "precision": "Precision", "recall": "Recall"}
 TRANSFORM_NAMES = {"hflip": "torchvision.transforms.RandomHorizontalFlip",
-                   "vflip": "torchvision.transforms.RandomVerticalFlip", "rot90": "RandomRot90"}
+                   "vflip": "torchvision.transforms.RandomVerticalFlip", "rot90": "RandomRot90",
+                   "scale": "RandomScale", "resample": "RandomResample", "relief": "RandomRelief",
+                   "noise": "RandomDemNoise", "flatten": "RandomFlatten"}
+SAMPLINGS = ("focal", "scene")
 METRIC_PARAMS = {"ap": ("target_class", "iou_threshold", "method", "max_win_size"),
                  "precision": ("iou_threshold", "score_threshold"), "recall": ("iou_threshold", "score_threshold"),
                  "logger": ()}
@@ -59,7 +69,7 @@ METRIC_PARAMS = {"ap": ("target_class", "iou_threshold", "method", "max_win_size
 DEFAULT_MODEL = "fcos_mobilenet_v3_large_fpn"   # the CPU model of the shipped config
 DEFAULT_DATASET_PARAMS = {"px_size": 3.0, "lake_area_min": 100.0, "lake_area_max": 200_000.0,
                           "lake_river_max_dist": 300.0, "roi_buffer": 1000.0, "srs_target": "EPSG:2959",
-                          "scaling": "minmax", "master_roi": None}
+                          "scaling": "minmax", "master_roi": None, "sampling": "focal"}
 DEFAULT_TILE_PARAMS = {"tile_size": 500, "tile_overlap": 100}
 # thelper dataset options that do nothing here: reprojection is automatic, no debug display, no joblib.
 INERT_DATASET_PARAMS = ("reproj_rasters", "display_debug", "parallel", "force_parse", "focus_lakes",
@@ -185,6 +195,9 @@ def _dataset(check, name, entry):
     params["srs_target"] = _srs(params["srs_target"], f"{where}.params.srs_target")
     params["scaling"] = check.lookup(params["scaling"], {s: s for s in SCALINGS}, f"{where}.params.scaling",
                                      "scalings")
+    params["sampling"] = check.lookup(params["sampling"], {s: s for s in SAMPLINGS}, f"{where}.params.sampling",
+                                      "samplings (focal: thelper's focal-lake windows; scene: those, isolated "
+                                      "lakes and the inference tiles over the whole scene)")
     if dtype == TB15_TILE_DATASET:
         size = params["tile_size"]
         size = size[0] if isinstance(size, list) and len(size) == 2 and size[0] == size[1] else size
@@ -208,10 +221,18 @@ def _transforms(check, value, where):
         entry = check.section(entry, at)
         check.keys(entry, at, ("operation", "params", "target_key", "linked_fate"))
         kind = check.lookup(entry.get("operation"), TRANSFORMS, f"{at}.operation", "transform operations")
-        allowed = () if kind == "to_tensor" else ("p",)
+        allowed = () if kind == "to_tensor" else ("p", *TRANSFORM_PARAMS.get(kind, {}))
         params = check.params(entry.get("params"), f"{at}.params", allowed)
         if "p" in params:
             check.number(params["p"], f"{at}.params.p", minimum=0, maximum=1)
+        if kind in TRANSFORM_PARAMS:
+            params = TRANSFORM_PARAMS[kind] | params
+            for key in TRANSFORM_PARAMS[kind]:
+                params[key] = float(check.number(params[key], f"{at}.params.{key}", minimum=0))
+            if kind != "noise":
+                low, high = list(TRANSFORM_PARAMS[kind])[:2]
+                if not 0 < params[low] <= params[high]:
+                    raise LakesError(f"{at}.params: {low} must be positive and not above {high}")
         if kind != "to_tensor":
             out.append({"operation": TRANSFORM_NAMES[kind], "params": params})
     return out
@@ -270,8 +291,10 @@ def _loaders(check, section, dataset_names):
             raise LakesError(f"{where}: the split ratios of dataset {_quote(name)} add up to {total:g}, over 1")
         if total == 0:
             check.warn(f"datasets.{name} is in no split (train_split/valid_split) and is not used")
-    if splits["test_split"]:
-        check.warn(f"{where}.test_split is not used by training; score a test scene with `wps-lakes evaluate`")
+    for name, ratio in splits["test_split"].items():
+        if ratio and (ratio < 1 or splits["train_split"].get(name) or splits["valid_split"].get(name)):
+            check.warn(f"{where}.test_split.{name}: only a whole dataset (ratio 1, in no other split) is scored "
+                       "at the end of training (whole-region detect); give the test scene a dataset of its own")
     out.update(splits)
     return out
 
@@ -349,7 +372,7 @@ def _trainer(check, section):
     where = "trainer"
     section = check.section(section, where)
     known = ("type", "epochs", "optimization", "monitor", "save_freq", "device", "devices", "train_device",
-             "metrics", "valid_metrics", "amp", "warmup_iters", "max_iters_per_epoch", "threads")
+             "metrics", "valid_metrics", "amp", "warmup_iters", "max_iters_per_epoch", "threads", "from_scratch")
     check.keys(section, where, known, INERT_TRAINER_KEYS)
     if "type" in section:
         check.lookup(section["type"], {t: t for t in TRAINERS}, f"{where}.type", "trainers")
@@ -363,6 +386,7 @@ def _trainer(check, section):
                                      integer=True),
         "max_iters_per_epoch": None,
         "threads": None,
+        "from_scratch": check.flag(section.get("from_scratch", False), f"{where}.from_scratch"),
         "optimization": None,
         "metrics": _metrics(check, section),
     }
@@ -481,6 +505,16 @@ def _apply_overrides(data, overrides, check):
         optimizer.setdefault("params", {})["lr"] = overrides["learning_rate"]
 
 
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "lakes_default.json"
+
+
+def default_config():
+    """The session config used when none is given (``wps-lakes train --raster --vector``, the WPS train
+    process without a config): the light detector trained on samples from the whole scene with the
+    generalising augmentations, validated on a spatially separate 20 % of the scene."""
+    return json.loads(DEFAULT_CONFIG.read_text())
+
+
 def load_config(path_or_dict, overrides=None, limits=DEFAULT_LIMITS):
     """Validate a session config (a dict, a JSON file path, or a SessionConfig) and fill defaults.
 
@@ -526,5 +560,5 @@ def load_config(path_or_dict, overrides=None, limits=DEFAULT_LIMITS):
     return SessionConfig(out, check.warnings)
 
 
-__all__ = ["SessionConfig", "load_config", "check_device", "DATASET_TYPES", "OPTIMIZERS", "SCHEDULERS", "METRICS",
-           "TRANSFORMS", "COLLATE_FUNCTIONS", "TRAINERS", "DEFAULT_MODEL", "model_names"]
+__all__ = ["SessionConfig", "load_config", "default_config", "check_device", "DATASET_TYPES", "OPTIMIZERS",
+           "SCHEDULERS", "METRICS", "TRANSFORMS", "COLLATE_FUNCTIONS", "TRAINERS", "DEFAULT_MODEL", "model_names"]

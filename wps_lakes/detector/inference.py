@@ -34,6 +34,7 @@ from ..limits import DEFAULT_LIMITS
 from .checkpoints import load_checkpoint
 from .metrics import box_iou
 from .names import DEVICE_CHOICES
+from .pretrained import resolve_checkpoint
 from .training import resolve_device
 from .zoo import model_from_checkpoint
 
@@ -56,14 +57,17 @@ class TilePredictions:
     stats: dict = field(default_factory=dict)  # tiles, batches, seconds (total, forward, waiting for tiles)
 
 
-def detect(checkpoint, rasters, vector, score_threshold=0.5, tile_size=TILE_SIZE, tile_overlap=TILE_OVERLAP,
+def detect(checkpoint, rasters, vector, score_threshold=None, tile_size=TILE_SIZE, tile_overlap=TILE_OVERLAP,
            batch_size=None, device="auto", progress=None, limits=DEFAULT_LIMITS, merge="fuse"):
     """Lake boxes over the whole DEM: a GeoDataFrame in the work SRS with ``confidence``, ``tile``, ``id``.
 
-    ``checkpoint``: a path (ours or thelper's ``ckpt.best.pth``) or a dict from ``load_checkpoint``.
+    ``checkpoint``: a path (ours or thelper's ``ckpt.best.pth``), a dict from ``load_checkpoint``, or None
+    for the bundled model (``pretrained.BUNDLED``).
     ``rasters``: DEM GeoTIFF path(s); ``vector``: hydro layer path or GeoDataFrame.
     ``progress(done_tiles, total_tiles)``: called after each batch (tiles without water count as done).
     ``merge``: ``fuse`` (default, see the module docstring) or ``union`` (the original: every box kept).
+    ``score_threshold``: None (default) takes the checkpoint's calibrated threshold (best F1 on its
+    validation; 0.5 for checkpoints without one); a number given wins.
     The run's timings are in ``result.attrs["stats"]``.
     """
     if merge not in MERGES:
@@ -77,29 +81,30 @@ def detect(checkpoint, rasters, vector, score_threshold=0.5, tile_size=TILE_SIZE
     return merged
 
 
-def predict_tiles(checkpoint, rasters, vector, score_threshold=0.5, tile_size=TILE_SIZE,
+def predict_tiles(checkpoint, rasters, vector, score_threshold=None, tile_size=TILE_SIZE,
                   tile_overlap=TILE_OVERLAP, batch_size=None, device="auto", progress=None, limits=DEFAULT_LIMITS):
     """Run the model over every tile with water; its lake boxes at or above ``score_threshold`` and over
-    1 px wide and high (as the training labels), unmerged."""
+    1 px wide and high (as the training labels), unmerged. ``score_threshold`` None: the checkpoint's."""
     started = time.perf_counter()
     if device not in DEVICE_CHOICES:
         raise LakesError(f"unknown device {device!r}; use one of: {', '.join(DEVICE_CHOICES)}")
-    if not 0 <= score_threshold <= 1:
+    if score_threshold is not None and not 0 <= score_threshold <= 1:
         raise LakesError(f"score_threshold must be between 0 and 1 (got {score_threshold})")
     target = resolve_device(device)
     if batch_size is None:
         batch_size = BATCH_SIZE[target.type]
     if not isinstance(batch_size, int) or batch_size < 1:
         raise LakesError(f"batch_size must be a whole number of tiles, at least 1 (got {batch_size!r})")
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(resolve_checkpoint(checkpoint))
     model, info = model_from_checkpoint(ckpt, target)
+    score_threshold = info["score_threshold"] if score_threshold is None else score_threshold
     built = info["input"]
     water = vector if isinstance(vector, gpd.GeoDataFrame) else read_vector(vector, srs=built["srs"], limits=limits)
     water = water.to_crs(built["srs"])
 
     boxes, scores, tiles, cut = [], [], [], []
     stats = {"tiles": 0, "batches": 0, "forward_s": 0.0, "wait_s": 0.0, "device": str(target),
-             "batch_size": batch_size, "model": info["model_type"]}
+             "batch_size": batch_size, "model": info["model_type"], "score_threshold": score_threshold}
     with open_dem(rasters, srs=built["srs"], px_size=built["px_size"], limits=limits) as dem:
         rows, cols = tile_counts(dem.grid, tile_size, tile_overlap)
         batches = _batches(iter_tiles(dem, water, tile_size, tile_overlap, built["scaling"], limits), batch_size)
@@ -161,7 +166,7 @@ def write_detections(detections, path, rasters=None, vector=None, crs="EPSG:4326
     return paths
 
 
-def detect_to_files(checkpoint, rasters, vector, outdir, score_threshold=0.5, tile_size=TILE_SIZE,
+def detect_to_files(checkpoint, rasters, vector, outdir, score_threshold=None, tile_size=TILE_SIZE,
                     tile_overlap=TILE_OVERLAP, batch_size=None, device="auto", crs="EPSG:4326", progress=None,
                     limits=DEFAULT_LIMITS):
     """``detect`` then ``write_detections`` into ``outdir`` (detections.geojson and detections.png), as the

@@ -87,6 +87,12 @@ class DetectionScores:
         self.scores.append(pred_scores)
         self.n_gt += len(gt_boxes)
 
+    def best_f1(self, floor=0.05):
+        """The score threshold with the best F1 on what was added (see ``best_f1``)."""
+        scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
+        tp = np.concatenate(self.tp) if self.tp else np.zeros(0, dtype=bool)
+        return best_f1(scores, tp, self.n_gt, floor)
+
     def compute(self):
         """``ap`` over all scores, ``precision``/``recall``/``tp``/``fp``/``fn`` at ``score_threshold``."""
         scores = np.concatenate(self.scores) if self.scores else np.zeros(0)
@@ -110,6 +116,35 @@ class DetectionScores:
             "n_gt": self.n_gt,
             "n_pred": len(scores),
         }
+
+
+def best_f1(scores, tp, n_gt, floor=0.05):
+    """The score threshold with the best F1 over ranked predictions (``scores``, true-positive flags).
+
+    Returns ``{"score_threshold", "f1", "precision", "recall"}``; the threshold is midway between the
+    last score kept and the next one (so a slightly different score keeps the same decision), at least
+    ``floor``. With no prediction or no ground truth, F1 is 0 and the threshold 0.5 (the old default).
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    tp = np.asarray(tp, dtype=bool).reshape(-1)
+    if not n_gt or not len(scores):
+        return {"score_threshold": 0.5, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+    order = np.argsort(-scores, kind="stable")
+    scores, tp = scores[order], tp[order]
+    tp_cum = np.cumsum(tp)
+    ranks = np.arange(1, len(scores) + 1)
+    # only the last of equal scores is a possible cut: a threshold keeps all of them or none
+    last = np.append(scores[1:] != scores[:-1], True)
+    f1 = np.where(last, 2 * tp_cum / (ranks + n_gt), -1.0)
+    best = int(np.argmax(f1))
+    below = scores[best + 1] if best + 1 < len(scores) else 0.0
+    threshold = max(float((scores[best] + below) / 2), floor)
+    kept = scores >= threshold
+    n_tp, n_kept = int(tp[kept].sum()), int(kept.sum())
+    precision = n_tp / n_kept if n_kept else 0.0
+    recall = n_tp / n_gt
+    return {"score_threshold": round(threshold, 4), "f1": 2 * n_tp / (n_kept + n_gt),
+            "precision": precision, "recall": recall}
 
 
 def detection_scores(predictions, ground_truth, iou_threshold=0.5, score_threshold=0.5, method="all-points"):

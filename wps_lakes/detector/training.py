@@ -32,7 +32,15 @@ from ..__version__ import __version__
 from ..errors import LakesError
 from ..files import write_atomic
 from ..limits import DEFAULT_LIMITS
-from .checkpoints import TASK, checkpoint_filename, latest_checkpoint, load_checkpoint, save_checkpoint, state_dict_of
+from .checkpoints import (
+    TASK,
+    checkpoint_filename,
+    checkpoint_score_threshold,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    state_dict_of,
+)
 from .config import METRICS, SessionConfig, load_config
 from .datasets import build_datasets, collate
 from .metrics import DetectionScores
@@ -69,6 +77,15 @@ class TrainResult:
     best_value: float | None
     history: list = field(default_factory=list)   # the epoch records of metrics.jsonl
     stop_reason: str | None = None   # why it ended early ("stop requested", the time limit), None if it did not
+    test: dict = field(default_factory=dict)   # {dataset: whole-region scores} of the test_split datasets
+
+    def summary(self):
+        """One line: epochs, best validation score, and the whole-region test scores."""
+        text = f"{self.epochs_done} epoch(s), best {self.monitor} {self.best_value or 0:.4f}"
+        for name, scores in self.test.items():
+            text += (f"; test {name}: AP@0.5 {scores['ap']:.3f}, F1 {scores['f1']:.3f} at score threshold "
+                     f"{scores['score_threshold']:g} ({scores['tp']}/{scores['n_gt']} lakes, {scores['fp']} false)")
+        return text
 
 
 def resolve_device(spec):
@@ -188,11 +205,15 @@ def _make_optimizer(config, model):
 
 
 @torch.no_grad()
-def evaluate(model, loader, metrics, device, amp=False):
-    """Validation scores of ``model`` on ``loader`` for the config's metrics: {name: value}."""
+def evaluate(model, loader, metrics, device, amp=False, calibration=None):
+    """Validation scores of ``model`` on ``loader`` for the config's metrics: {name: value}.
+
+    ``calibration``: a dict that receives the score threshold of best F1 at IoU 0.5 (``best_f1``)."""
     model.eval()
     scorers = {name: DetectionScores(m["params"]["iou_threshold"], m["params"].get("score_threshold", 0.5),
                                      m["params"].get("method", "all-points")) for name, m in metrics.items()}
+    if calibration is not None:
+        scorers[_CALIBRATION] = DetectionScores(0.5)
     for images, targets in loader:
         with torch.autocast(device.type, enabled=amp):
             outputs = model([image.to(device) for image in images])
@@ -205,7 +226,12 @@ def evaluate(model, loader, metrics, device, amp=False):
     for name, metric in metrics.items():
         scores = scorers[name].compute()
         out[name] = scores[METRICS[metric["type"]]]
+    if calibration is not None:
+        calibration.update(scorers[_CALIBRATION].best_f1())
     return out
+
+
+_CALIBRATION = object()   # the scorer key of the threshold calibration (no config metric can name it)
 
 
 def _new_epoch_stats():
@@ -229,6 +255,7 @@ class _Session:
         self.outputs, self.history = {}, []
         self.monitor_best, self.monitor_best_epoch = (-math.inf if self.maximize else math.inf), -1
         self.last_ckpt, self.best_ckpt = None, None
+        self.calibration = None   # best-F1 threshold on the latest validation (the checkpoint's default)
         self.started = time.monotonic()
         self.elapsed_before = 0.0
 
@@ -245,6 +272,8 @@ class _Session:
             "monitor_best": self.monitor_best, "monitor_best_epoch": self.monitor_best_epoch,
             "config": self.config.to_dict(),
             "input": {"scaling": data["scaling"], "px_size": data["px_size"], "srs": data["srs_target"]},
+            **({"score_threshold": self.calibration["score_threshold"], "calibration": dict(self.calibration)}
+               if self.calibration else {}),
             "resume": {"complete": complete, "epoch_iter": self.epoch_iter, "rng": _rng_state(),
                        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                        "epoch_stats": self.epoch_stats, "history": self.history,
@@ -264,6 +293,7 @@ class _Session:
         if scheduler is not None and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
         self.outputs = ckpt.get("outputs") or {}
+        self.calibration = ckpt.get("calibration") if isinstance(ckpt.get("calibration"), dict) else None
         if ckpt.get("monitor_best") is not None:
             self.monitor_best = float(ckpt["monitor_best"])
             self.monitor_best_epoch = int(ckpt.get("monitor_best_epoch", -1))
@@ -479,16 +509,70 @@ def _train(config, session_dir, say, resume_path, resume_ckpt, init_checkpoint, 
             writer.close()
     say(f"training ended: {len(session.history)} epoch(s) recorded, best {session.monitor} = "
         f"{session.monitor_best if session.monitor_best_epoch >= 0 else 'n/a'} at epoch {session.monitor_best_epoch}")
+    test = {}
+    final = session.best_ckpt or session.last_ckpt
+    if stop_reason is None and final is not None and config.loaders["test_split"]:
+        report("scoring the test datasets (whole-region detect)")
+        test = score_test_datasets(config, final, device, say, limits)
+        with open(session.metrics_file, "a") as f:
+            f.write(json.dumps({"test": test, "checkpoint": Path(final).name}) + "\n")
     return TrainResult(session_dir, session.best_ckpt, session.last_ckpt, session.metrics_file,
                        session.curves_png if session.curves_png.is_file() else None,
                        session_dir / "logs" / "trainer.log", session.tb_dir, session.epoch, stop_reason is not None,
                        session.monitor, session.monitor_best if session.monitor_best_epoch >= 0 else None,
-                       list(session.history), stop_reason)
+                       list(session.history), stop_reason, test)
+
+
+def test_scene_scores(checkpoint, rasters, hydro, device="cpu", score_threshold=None, limits=DEFAULT_LIMITS):
+    """Whole-region scores of ``checkpoint`` on one scene, as users run it: ``detect`` over the whole DEM,
+    boxes against the true lakes of ``hydro`` (one box per lake part). AP@0.5 over every box; F1,
+    precision and recall at the checkpoint's threshold (or ``score_threshold``)."""
+    import shapely
+
+    from ..geodata.vectors import LAKE, TYPECE
+    from .inference import detect
+
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    threshold = checkpoint_score_threshold(ckpt) if score_threshold is None else score_threshold
+    found = detect(ckpt, rasters, hydro, score_threshold=0.0, device=str(device), limits=limits)
+    truth = hydro.to_crs(found.crs) if found.crs is not None else hydro
+    lakes = shapely.get_parts(truth.geometry[truth[TYPECE] == LAKE].values)
+    scorer = DetectionScores(0.5, threshold)
+    scorer.add(shapely.bounds(found.geometry.values).reshape(-1, 4), found["confidence"].to_numpy(),
+               shapely.bounds(lakes).reshape(-1, 4))
+    scores = scorer.compute()
+    kept = scores["tp"] + scores["fp"]
+    scores["f1"] = 2 * scores["tp"] / (kept + scores["n_gt"]) if kept + scores["n_gt"] else 0.0
+    scores["score_threshold"] = threshold
+    scores["detect_s"] = round(found.attrs["stats"]["total_s"], 2)
+    scores["forward_s"] = round(found.attrs["stats"]["forward_s"], 2)
+    return scores
+
+
+def score_test_datasets(config, checkpoint, device, say, limits=DEFAULT_LIMITS):
+    """``{dataset: scores}`` of ``test_scene_scores`` for each whole dataset of ``loaders.test_split``."""
+    from ..geodata import read_vector
+
+    loaders, out = config.loaders, {}
+    for name, ratio in loaders["test_split"].items():
+        if ratio < 1 or loaders["train_split"].get(name) or loaders["valid_split"].get(name):
+            continue
+        params = config.datasets[name]["params"]
+        rasters = params["raster_path"] if isinstance(params["raster_path"], list) else [params["raster_path"]]
+        hydro = read_vector(params["vector_path"], params["srs_target"], require_typece=True, limits=limits)
+        out[name] = test_scene_scores(checkpoint, rasters, hydro, device, limits=limits)
+        scores = out[name]
+        say(f"test {name} (whole-region detect): AP@0.5 {scores['ap']:.4f}, F1 {scores['f1']:.4f}, precision "
+            f"{scores['precision']:.4f}, recall {scores['recall']:.4f} at score threshold "
+            f"{scores['score_threshold']:g} ({scores['n_gt']} lakes, {scores['n_pred']} boxes)")
+    return out
 
 
 def _epoch_message(session):
     record = session.history[-1]
     scores = ", ".join(f"{k} {record[k]:.4f}" for k in session.config.trainer["metrics"])
+    if "best_f1" in record:
+        scores += f", best F1 {record['best_f1']:.4f} at score threshold {record['score_threshold']:g}"
     return f"epoch {record['epoch'] + 1}/{session.config.trainer['epochs']} done: loss {record['train_loss']:.4f}, " \
            f"{scores}"
 
@@ -500,12 +584,15 @@ def _finish_epoch(session, model, optimizer, scheduler, scaler, valid_loader, de
     lr = optimizer.param_groups[0]["lr"]
     stats = session.epoch_stats
     valid_start = time.perf_counter()
-    scores = evaluate(model, valid_loader, trainer["metrics"], device, amp)
+    calibration = {}
+    scores = evaluate(model, valid_loader, trainer["metrics"], device, amp, calibration)
+    session.calibration = {**calibration, "epoch": epoch, "on": "validation windows", "iou_threshold": 0.5}
     count = max(stats["loss_count"], 1)
     record = {"epoch": epoch, "iter": session.iteration, "time_s": round(session.elapsed(), 2), "lr": lr,
               "train_loss": stats["loss_sum"] / count,
               **{f"train_{k}": v / count for k, v in stats["parts"].items()},
               **scores,
+              "best_f1": calibration["f1"], "score_threshold": calibration["score_threshold"],
               "data_wait_fraction": stats["wait_s"] / stats["step_s"] if stats["step_s"] else 0.0,
               "train_images_per_s": stats["images"] / stats["step_s"] if stats["step_s"] else 0.0,
               "valid_s": round(time.perf_counter() - valid_start, 2)}

@@ -22,7 +22,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from ..errors import LakesError
-from .checkpoints import checkpoint_input, load_checkpoint, state_dict_of
+from .checkpoints import checkpoint_input, checkpoint_score_threshold, load_checkpoint, state_dict_of
 
 NUM_CLASSES = 2  # background, lake
 CLASS_NAMES = {"background": 0, "lake": 1}
@@ -302,7 +302,7 @@ def model_from_checkpoint(ckpt, device="cpu"):
 
     ``ckpt``: a dict from load_checkpoint or a path. Works on our checkpoints (final or written
     mid-training) and on thelper's. Returns ``(model, info)``; info has name, epoch, iter,
-    model_type, model_params, outputs, monitor_best, monitor_best_epoch and input.
+    model_type, model_params, outputs, monitor_best, monitor_best_epoch, input and score_threshold.
     """
     if not isinstance(ckpt, dict):
         ckpt = load_checkpoint(ckpt)
@@ -326,5 +326,6 @@ def model_from_checkpoint(ckpt, device="cpu"):
     model.to(device).eval()
     info = {key: ckpt.get(key) for key in ("name", "epoch", "iter", "source", "version", "outputs",
                                            "monitor_best", "monitor_best_epoch")}
-    info.update(model_type=short, model_params=params, input=checkpoint_input(ckpt))
+    info.update(model_type=short, model_params=params, input=checkpoint_input(ckpt),
+                score_threshold=checkpoint_score_threshold(ckpt))
     return model, info

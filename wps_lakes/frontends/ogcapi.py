@@ -28,6 +28,8 @@ from werkzeug.wrappers import Response
 
 from ..runtime import users
 from . import bridge
+from .ogcapi_pages import Pages
+from .ogcapi_pages import static as static_file
 
 EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
 REQ = "http://www.opengis.net/spec/ogcapi-processes-1/1.0/req/"
@@ -85,6 +87,7 @@ class OGCAPI:
         self.base = url[: -len(app.wps_path)] if app.wps_path and url.endswith(app.wps_path) else url.rsplit("/", 1)[0]
         self.prefix = app.wps_path.rsplit("/", 1)[0]
         self.templates = None
+        self.pages = Pages(self)
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -103,6 +106,8 @@ class OGCAPI:
             (r"/jobs", {"GET": self.jobs}),
             (r"/jobs/(?P<job_id>[^/]+)", {"GET": self.job, "DELETE": self.dismiss}),
             (r"/jobs/(?P<job_id>[^/]+)/results", {"GET": self.results}),
+            (r"/jobs/(?P<job_id>[^/]+)/files", {"GET": self.job_files}),
+            (r"/static/(?P<name>[^/]+)", {"GET": self.static}),
         ]
         for pattern, methods in routes:
             match = re.fullmatch(pattern, path)
@@ -243,6 +248,8 @@ class OGCAPI:
     def processes(self, request):
         limit = int_param(request, "limit", 10, 1, 10000)
         summaries = [self.summary(p) for p in self.service.processes.values()][:limit]
+        if self.wants_html(request):
+            return self.pages.processes(summaries)
         return self.render(request, {"processes": summaries,
                                      "links": self.self_links(request, "/processes", "Processes")}, "Processes")
 
@@ -255,6 +262,8 @@ class OGCAPI:
             {"href": self.url(f"/processes/{process_id}/execution"), "rel": REL + "execute",
              "type": "application/json", "title": f"Execute {process_id}"},
         ]
+        if self.wants_html(request):
+            return self.pages.process(process, document)
         return self.render(request, document, process.title)
 
     # -- execution ---------------------------------------------------------------------------
@@ -439,8 +448,21 @@ class OGCAPI:
 
     def job(self, request, job_id):
         job = self.get_job(job_id)
-        self.wants_html(request)
+        if self.wants_html(request):
+            return self.pages.job(job, self.status_info(job))
         return self.render(request, self.status_info(job), f"Job {job_id}")
+
+    def job_files(self, request, job_id):
+        """What a job's page shows besides its status (JSON): pictures, checkpoints, metrics, log tail."""
+        job = self.get_job(job_id)
+        return Response(json.dumps(self.pages.files(job)), content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
+
+    def static(self, request, name):
+        response = static_file(name)
+        if response is None:
+            raise Problem(404, REQ + "core/http", "Not found", f"No file {name[:60]!r} here.")
+        return response
 
     def dismiss(self, request, job_id):
         self.get_job(job_id)
@@ -478,7 +500,8 @@ class OGCAPI:
         filtered = bool(statuses or interval or min_duration is not None or max_duration is not None
                         or len(process_ids) > 1)
         fetch = 10000 if filtered else offset + limit + 1
-        views = [] if types and "process" not in types else bridge.list_job_views(
+        shell_only = request.environ.get("wps_lakes.job_list_without_token") is not None
+        views = [] if shell_only or (types and "process" not in types) else bridge.list_job_views(
             users.current(), limit=fetch, process=process_ids[0] if len(process_ids) == 1 else None)
         selected = []
         for job in views:
@@ -503,6 +526,8 @@ class OGCAPI:
         if len(selected) > offset + limit:
             links.append({"href": self.url("/jobs", offset=offset + limit, **params), "rel": "next",
                           "type": "application/json", "title": "Next jobs"})
+        if self.wants_html(request):
+            return self.pages.jobs([self.status_info(j) for j in page], listed=not shell_only)
         return self.render(request, {"jobs": [self.status_info(j) for j in page], "links": links}, "Jobs")
 
 

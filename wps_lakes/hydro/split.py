@@ -148,7 +148,7 @@ def write_split(result, outdir, crs="EPSG:4326", dem=None, detections=None, limi
 
 
 def split_to_files(vector, outdir, detections=None, checkpoint=None, rasters=None, method="refined",
-                   score_threshold=0.5, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS,
+                   score_threshold=None, crs="EPSG:4326", device="auto", progress=None, limits=DEFAULT_LIMITS,
                    on_result=None):
     """Read, split and write, as the CLI and the WPS process run it: the waterbodies file ``vector``,
     lake boxes from a ``detections`` file or detected first with ``checkpoint`` on ``rasters`` (then

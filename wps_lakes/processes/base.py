@@ -85,12 +85,19 @@ class LakesExecuteResponse(ExecuteResponse):
         data = super().json
         if self.status in (WPS_STATUS.ACCEPTED, WPS_STATUS.STARTED) and self.published:
             data["outputs"] = [self.outputs[oid].json for oid in self.published]
+        wanted = self.wps_request.outputs or {}
+        if wanted and data.get("outputs") and not self.wps_request.raw:
+            # A ResponseDocument that names outputs gets those only (WPS 1.0.0, 10.2.2); none named: all.
+            data["outputs"] = [o for o in data["outputs"] if o.get("identifier") in wanted]
         return data
 
     def _update_status(self, status, message, status_percentage, clean=True):
-        super()._update_status(status, message, status_percentage, clean)
+        # The status record (with the outputs) first: a front-end that reads the job's state from the
+        # database saw "succeeded" before the record listed the final outputs (a results document
+        # without them).
         jobfiles.write_status_record(self.uuid, self.process.identifier, status, message, status_percentage,
-                                 self.published)
+                                     self.published)
+        super()._update_status(status, message, status_percentage, clean)
 
     def _update_status_file(self):
         """Replace the status document atomically. PyWPS rewrites it in place (open "w", write), so a

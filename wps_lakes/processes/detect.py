@@ -21,7 +21,8 @@ class Detect(LakesProcess):
     def __init__(self):
         inputs = [
             checkpoint_input("Trained lake detector: a checkpoint of the train process (also one taken while "
-                             "training runs) or a thelper ckpt.best.pth.", min_occurs=1),
+                             "training runs) or a thelper ckpt.best.pth. Optional: the bundled model by default.",
+                             min_occurs=0),
             *raster_inputs(),
             vector_input("Hydrography", "Waterbody polygons (GeoJSON, zipped Shapefile or GeoPackage, any CRS); "
                          "tiles without water are skipped. TYPECE is not needed."),
@@ -56,9 +57,10 @@ class Detect(LakesProcess):
 
         response.update_status("Fetching the inputs", 2)
         paths = detect_to_files(
-            self.input_file(request.inputs["checkpoint"][0]), self.rasters(request),
+            self.input_file(request.inputs["checkpoint"][0]) if request.inputs.get("checkpoint") else None,
+            self.rasters(request),
             self.input_file(request.inputs["vector"][0]), self.output_dir(),
-            score_threshold=self.literal(request, "score_threshold", 0.5),
+            score_threshold=self.literal(request, "score_threshold"),
             tile_size=self.literal(request, "tile_size", 500), tile_overlap=self.literal(request, "tile_overlap", 100),
             crs=self.literal(request, "crs", "EPSG:4326"), limits=self.limits(),
             progress=self.tile_progress(response, 5, 95))

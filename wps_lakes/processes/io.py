@@ -53,8 +53,9 @@ def checkpoint_input(abstract, min_occurs=0):
 
 def score_threshold_input():
     return LiteralInput(
-        "score_threshold", "Score threshold", data_type="float", default=0.5, min_occurs=0,
-        abstract="Detections scoring below this confidence are dropped (0 to 1).",
+        "score_threshold", "Score threshold", data_type="float", min_occurs=0,
+        abstract="Detections scoring below this confidence are dropped (0 to 1). Default: the checkpoint's "
+                 "calibrated threshold (best F1 on its validation), or 0.5 for a checkpoint without one.",
         allowed_values=[AllowedValue(minval=0.0, maxval=1.0)])
 
 

@@ -73,7 +73,7 @@ class Split(LakesProcess):
             detections=detections[0] if detections else None,
             checkpoint=checkpoint[0] if checkpoint else None, rasters=rasters,
             method=self.literal(request, "method", "refined"),
-            score_threshold=self.literal(request, "score_threshold", 0.5),
+            score_threshold=self.literal(request, "score_threshold"),
             limits=self.limits(), progress=self.tile_progress(response, 10, 80), on_result=results.append)
         for identifier in ("lakes", "rivers", "hydro", "quicklook"):
             response.publish(identifier, paths[identifier])

@@ -104,15 +104,20 @@ class Train(LakesProcess):
         outdir = self.output_dir()
         # A redelivered job (its worker died) continues from the newest checkpoint it wrote.
         previous = find_session(outdir)
+        init = checkpoint[0] if checkpoint and not resume and not previous else None
+        if init is None and not resume and not previous:
+            from ..detector.pretrained import default_init_checkpoint
+
+            init = default_init_checkpoint(config)  # fine-tune the bundled model (trainer.from_scratch: not)
         result = train_session(
             config, outdir,
             resume=previous or (checkpoint[0] if resume and checkpoint else None),
-            init_checkpoint=checkpoint[0] if checkpoint and not resume and not previous else None,
+            init_checkpoint=init,
             progress=self.training_progress(response), should_stop=self.stop_requested,
             limits=self.limits())
         if result.stopped:
             self.check_stop()
-        done = f"{result.epochs_done} epoch(s), best {result.monitor} {result.best_value or 0:.4f}"
+        done = result.summary()
         if result.stop_reason:  # the server's time limit ended it: say so in the final status
             done += f"; ended early: {result.stop_reason}"
         for identifier, path in (("best_checkpoint", result.best_checkpoint),
@@ -125,7 +130,9 @@ class Train(LakesProcess):
     def config_source(self, request):
         inputs = request.inputs.get("config")
         if not inputs:
-            return {}
+            from ..detector.config import default_config
+
+            return default_config()
         path = self.input_file(inputs[0])
         with open(path, "rb") as handle:
             text = handle.read(MAX_CONFIG_BYTES + 1)

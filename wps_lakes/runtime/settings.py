@@ -67,12 +67,24 @@ def prepare_folders():
             # Jobs write status documents and outputs here (workers too, on a shared mount).
             raise SystemExit(f"[server] {option} = {folder} is not a writable folder here ({exc.strerror}); "
                              "create it or mount it read-write (workers share it with the web server)") from None
+    for root in inbox_folders():
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # a folder the operator names must exist already; allowed_file then finds no file there
     database_url = configuration.get_config_value("logging", "database")
     if database_url.startswith("sqlite:///") and ":memory:" not in database_url:
         Path(database_url[len("sqlite:///"):].split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
     logfile = configuration.get_config_value("logging", "file")
     if logfile:
         Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+
+
+def inbox_folders():
+    """The folders of ``[server] allowedinputpaths`` (by default ``$WPS_LAKES_HOME/inbox``): files put
+    there may be given to a process as ``file://`` references."""
+    paths = configuration.get_config_value("server", "allowedinputpaths") or ""
+    return [Path(p.strip()) for p in paths.split(os.pathsep) if p.strip()]
 
 
 def load_service_config(cfgfiles):

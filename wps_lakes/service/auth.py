@@ -12,7 +12,9 @@ When any token is configured, every request that starts or ends a job needs one:
   JSON); a POST whose operation cannot be told (not XML/JSON, a DOCTYPE, too large) counts as one;
 - anywhere else (OGC API - Processes): every request that is not GET, HEAD or OPTIONS, i.e.
   ``POST /processes/{id}/execution`` and ``DELETE /jobs/{id}``;
-- and the job list, ``GET /jobs``: it shows a user only their own jobs (admins see all).
+- and the job list, ``GET /jobs``: it shows a user only their own jobs (admins see all). A browser's
+  ``/jobs?f=html`` without a token gets the page listing no job; its script sends the token the user
+  types in (``Authorization: Bearer``) when it fetches the JSON list.
 
 GetCapabilities, DescribeProcess, GetStatus, GetResult, status documents, outputs and the other OGC
 API read requests stay open: a job's status and outputs are reached by URLs that hold its random id,
@@ -175,11 +177,15 @@ class TokenGuard:
         tokens = take_tokens(environ)
         user = self.store.user_of(tokens) if tokens else None
         if self.store.enabled and (self.is_protected(environ) or self.is_job_list(environ)):
-            if not tokens:
+            if not tokens and not self.is_protected(environ) and wants_html_page(environ):
+                # The jobs page without a token: the page itself, listing nothing; its script asks for
+                # the token and fetches the JSON list with it.
+                environ["wps_lakes.job_list_without_token"] = "1"
+            elif not tokens:
                 LOGGER.warning("refused %s %s: no access token", environ.get("REQUEST_METHOD"),
                                environ.get("PATH_INFO"))
                 return self.refuse(environ, start_response, 401, MISSING)
-            if user is None:
+            elif user is None:
                 LOGGER.warning("refused %s %s: wrong access token", environ.get("REQUEST_METHOD"),
                                environ.get("PATH_INFO"))
                 return self.refuse(environ, start_response, 403, WRONG)
@@ -230,6 +236,15 @@ class TokenGuard:
         _drain(environ)
         start_response(reason, headers)
         return [body]
+
+
+def wants_html_page(environ):
+    """A browser's request for a page: f=html, or an Accept header that prefers HTML to JSON."""
+    query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+    if "f" in query:
+        return query["f"] == "html"
+    accept = environ.get("HTTP_ACCEPT", "")
+    return "text/html" in accept and "application/json" not in accept
 
 
 def protect(app):

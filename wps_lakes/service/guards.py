@@ -36,6 +36,7 @@ import importlib
 import io
 import logging
 import re
+import sys
 import uuid
 from urllib.parse import urlparse
 from xml.sax.saxutils import escape, quoteattr
@@ -281,16 +282,46 @@ def _validate_file_input(href):
     allowed_file(href)
 
 
+PYWPS_REJECTED = "Request rejected due to exception"
+
+
+def rejection_reason(exc):
+    """What a client was told when its Execute was refused, as the job's record keeps it."""
+    if isinstance(exc, NoApplicableCode):
+        description = str(exc.description or "")
+        if not INTERNAL_TEXT.search(description):
+            return "Request rejected: " + (description or type(exc).__name__)
+    return "Request rejected due to an internal error"
+
+
+def _store_status_with_reason(original):
+    """PyWPS marks a refused WPS 1.0.0 Execute "Request rejected due to exception"; the job's record
+    (its page, ``wps-lakes jobs show``) keeps the reason the client's ExceptionReport gave instead.
+    PyWPS calls this inside its ``except`` block, so the exception is the one being handled."""
+    def store_status(uuid_, status, message=None, status_percentage=None):
+        exc = sys.exc_info()[1]
+        if message == PYWPS_REJECTED and exc is not None:
+            message = rejection_reason(exc)
+        return original(uuid_, status, message, status_percentage)
+
+    store_status.wps_lakes_original = original
+    return store_status
+
+
 def harden_pywps():
-    """Three fixes to PyWPS, applied once: its file:// check (a string prefix test on the unresolved
+    """Four fixes to PyWPS, applied once: its file:// check (a string prefix test on the unresolved
     path) becomes ``allowed_file``; its ExceptionReports drop the characters XML cannot carry (PyWPS
     echoes request values, control characters included, and the report is then not XML) and hide what
     only the log should see (PyWPS turns an unexpected exception into a report of its text: SQL
     statements and their parameters, for one). And WPS 1.0.0 job ids become random (uuid4): PyWPS's
     uuid1 is a clock reading and the host's address, guessable, while a job's id is the only key to
-    its status document and outputs."""
+    its status document and outputs. And a refused Execute's job record keeps the reason the
+    client was given (``rejection_reason``)."""
     pywps_basic.ComplexInput._validate_file_input = staticmethod(_validate_file_input)
-    importlib.import_module("pywps.app.Service").uuid = RandomUuids
+    service_module = importlib.import_module("pywps.app.Service")
+    service_module.uuid = RandomUuids
+    if getattr(service_module.store_status, "wps_lakes_original", None) is None:
+        service_module.store_status = _store_status_with_reason(service_module.store_status)
     if getattr(NoApplicableCode.get_response, "wps_lakes_original", None) is None:
         original = NoApplicableCode.get_response
 
