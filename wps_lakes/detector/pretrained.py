@@ -120,7 +120,7 @@ def build(workdir, epochs=EPOCHS, install=True, log=print):
     best = load_checkpoint(result.best_checkpoint)
     provenance = {
         "name": NAME, "model_type": best["model_type"], "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__), "threads": torch.get_num_threads(),
         "scenes": {split: {name: {"style": name[0], "seed": int(name[1:])} for name in entries}
                    for split, entries in scenes.items()},
         "style_note": "style a: wps_lakes.geodata.make_scene; style b: wps_lakes.detector.scenes.style_b, the same "
