@@ -144,6 +144,7 @@ def test_broker_unreachable_is_server_busy(tmp_path):
 def test_max_jobs_per_user_holds_on_celery(tmp_path):
     """The broker's queue is first in, first out: what keeps a user from filling it is the cap, checked
     by the web server against the job records before a task is published (no worker needed)."""
+    (tmp_path / "redis").mkdir()
     redis = RedisServer(tmp_path / "redis").start()
     server = LiveServer(tmp_path / "server", extra_cfg={
         "processing": {"mode": "celery"}, "celery": dict(CELERY, broker_url=redis.url),
