@@ -36,6 +36,20 @@ def write_cfg(path, **sections):
     return Path(path)
 
 
+def scene_with_lake_boxes(folder, seed=7, size_m=1500):
+    """A small synthetic scene plus ``true_boxes.geojson``: each lake's envelope, confidence 1 (paths)."""
+    import geopandas as gpd
+
+    from wps_lakes.geodata import LAKE, make_scene, read_vector, write_geojson
+
+    paths = make_scene(folder, seed=seed, size_m=size_m)
+    hydro = read_vector(paths["hydro"])
+    lakes = hydro[hydro["TYPECE"] == LAKE]
+    boxes = gpd.GeoDataFrame({"confidence": [1.0] * len(lakes)}, geometry=list(lakes.envelope.values), crs=hydro.crs)
+    paths["true_boxes"] = write_geojson(boxes, Path(folder) / "true_boxes.geojson")
+    return paths
+
+
 class LiveServer:
     """The real service under gunicorn on a free loopback port, with its own folders.
 

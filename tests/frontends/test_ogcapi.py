@@ -7,15 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-import geopandas as gpd
 import pytest
 import requests
 from lxml import etree
 
-from wps_lakes.geodata import LAKE, make_scene, read_vector, write_geojson
 from wps_lakes.service.registry import get_processes
 
-from ..common import LiveServer
+from ..common import LiveServer, scene_with_lake_boxes
 
 REGISTRY = [p.identifier for p in get_processes()]
 EXC = "http://www.opengis.net/def/exceptions/ogcapi-processes-1/1.0/"
@@ -32,12 +30,7 @@ def base(live_server):
 @pytest.fixture(scope="module")
 def scene(live_server):
     folder = live_server.inputs / "scene-ogcapi"
-    paths = make_scene(folder, seed=7, size_m=1500)
-    hydro = read_vector(paths["hydro"])
-    lakes = hydro[hydro["TYPECE"] == LAKE]
-    boxes = gpd.GeoDataFrame({"confidence": [1.0] * len(lakes)}, geometry=list(lakes.envelope.values), crs=hydro.crs)
-    write_geojson(boxes, folder / "true_boxes.geojson")
-    paths["true_boxes"] = folder / "true_boxes.geojson"
+    paths = scene_with_lake_boxes(folder)
     return {name: str(path) for name, path in paths.items()}
 
 

@@ -5,15 +5,12 @@ and inputs, the split form runs a split from uploaded files, and Dismiss sends t
 import io
 import time
 
-import geopandas as gpd
 import pytest
 import requests
 from PIL import Image
 
-from wps_lakes.geodata import LAKE, make_scene, read_vector, write_geojson
-
 from ..chromium import Browser, find_chromium
-from ..common import LiveServer
+from ..common import LiveServer, scene_with_lake_boxes
 
 ALICE, BOB = "alice-token-3b9e61f0c2", "bob-token-77d1a0e4f5"
 TINY_CONFIG = {  # the lightest real session: the CPU model, two iterations an epoch
@@ -51,12 +48,7 @@ def base(server):
 @pytest.fixture(scope="module")
 def scene(server):
     folder = server.inputs / "scene-pages"
-    paths = make_scene(folder, seed=7, size_m=1500)
-    hydro = read_vector(paths["hydro"])
-    lakes = hydro[hydro["TYPECE"] == LAKE]
-    boxes = gpd.GeoDataFrame({"confidence": [1.0] * len(lakes)}, geometry=list(lakes.envelope.values), crs=hydro.crs)
-    write_geojson(boxes, folder / "true_boxes.geojson")
-    paths["true_boxes"] = folder / "true_boxes.geojson"
+    paths = scene_with_lake_boxes(folder)
     return paths
 
 

@@ -5,14 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import geopandas as gpd
 import pytest
 import requests
 from lxml import etree
 
-from wps_lakes.geodata import LAKE, make_scene, read_vector, write_geojson
-
-from ..common import LiveServer
+from ..common import LiveServer, scene_with_lake_boxes
 
 NS = {"wps": "http://www.opengis.net/wps/1.0.0", "ows": "http://www.opengis.net/ows/1.1"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +30,7 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def scene(server):
     folder = server.home / "inbox" / "scene"
-    paths = make_scene(folder, seed=7, size_m=1500)
-    hydro = read_vector(paths["hydro"])
-    lakes = hydro[hydro["TYPECE"] == LAKE]
-    boxes = gpd.GeoDataFrame({"confidence": [1.0] * len(lakes)}, geometry=list(lakes.envelope.values), crs=hydro.crs)
-    write_geojson(boxes, folder / "true_boxes.geojson")
-    paths["true_boxes"] = folder / "true_boxes.geojson"
+    paths = scene_with_lake_boxes(folder)
     return paths
 
 
