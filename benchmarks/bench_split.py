@@ -7,7 +7,8 @@
 
 Each scene (``make_scene``) is split with two sets of lake boxes: the true ones (one per lake part)
 and a degraded set standing in for a detector (20% of the lakes missed, the others' boxes loosened
-and shifted, a few false boxes on rivers); with ``--checkpoint``, a trained detector's boxes too.
+and shifted, a few false boxes on rivers); with ``--checkpoint`` (``make bench``: the bundled model),
+a trained detector's boxes too, at its calibrated threshold.
 For each box set: the box cut and the refined split without a DEM, then the refined split with each
 DEM variant of ``wps_lakes.geodata.dem_variants``. Figures: lake and river area IoU against the
 truth, and per-lake F1 (a true lake is found when one predicted lake part has IoU >= 0.5 with it).
@@ -107,7 +108,8 @@ def run(quick=False, checkpoint=None, seeds=None, variants=VARIANTS, style="a", 
             if checkpoint:
                 from wps_lakes.detector.inference import detect
 
-                boxes["detected_boxes"] = detect(checkpoint, [paths["dem"]], paths["hydro"], score_threshold=0.5)
+                # as users run it: the checkpoint's calibrated threshold
+                boxes["detected_boxes"] = detect(checkpoint, [paths["dem"]], paths["hydro"])
             for name, found in boxes.items():
                 row = {"seed": seed, "km2": (size_m / 1000) ** 2, **scene_figures(paths, found, variants, seed)}
                 sets[name].append(row)

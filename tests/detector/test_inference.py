@@ -253,3 +253,20 @@ def test_tile_reader_errors_reach_the_caller_and_the_reader_stops():
     assert next(endless) == 0
     endless.close()  # stops and joins the reader thread without reading on
     assert not any(t.name == "tile-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_checkpoint_file_is_read_once_per_process_until_it_changes(scene, tmp_path, monkeypatch):
+    """A worker detects with the same model again and again: the model is kept; a rewritten file is read again."""
+    from wps_lakes.detector import inference
+
+    path = fresh_checkpoint(tmp_path / "kept.pth", score_threshold=0.4)
+    reads = []
+    real_load = inference.load_checkpoint
+    monkeypatch.setattr(inference, "load_checkpoint", lambda p: reads.append(p) or real_load(p))
+    first = detect(path, [scene["dem"]], scene["hydro"], device="cpu")
+    again = detect(path, [scene["dem"]], scene["hydro"], device="cpu")
+    assert len(reads) == 1 and first.geometry.equals(again.geometry)
+    fresh_checkpoint(path, score_threshold=0.9)
+    os.utime(path, ns=(1, 1))  # another mtime whatever the clock's resolution
+    assert detect(path, [scene["dem"]], scene["hydro"], device="cpu").attrs["stats"]["score_threshold"] == 0.9
+    assert len(reads) == 2

@@ -66,3 +66,19 @@ def test_the_real_bundled_model_and_its_provenance():
     provenance = json.loads(pretrained.PROVENANCE.read_text())
     assert {"config", "scenes", "seed", "metrics", "date", "training_minutes"} <= set(provenance)
     model_from_checkpoint(load_checkpoint(pretrained.BUNDLED))
+
+
+@pytest.mark.skipif(not pretrained.BUNDLED.is_file(), reason="no bundled model in this checkout")
+@pytest.mark.parametrize("seed", [501, 502])
+def test_the_bundled_model_finds_the_lakes_of_a_generator_it_never_saw(tmp_path, seed):
+    """Zero-shot on geodata.make_scene_b (ridged terrain, lobed lakes, EPSG:32618 at 2 m): whole-region
+    detect at the default (calibrated) threshold, as users run it."""
+    from wps_lakes.detector.training import test_scene_scores
+    from wps_lakes.geodata import read_vector
+    from wps_lakes.geodata.scene_b import SCENE_B_CRS, make_scene_b
+
+    paths = make_scene_b(tmp_path, seed=seed, size_m=3000)
+    scores = test_scene_scores(pretrained.BUNDLED, [paths["dem"]],
+                               read_vector(paths["hydro"], SCENE_B_CRS, require_typece=True))
+    assert scores["n_gt"] >= 9
+    assert scores["ap"] >= 0.8 and scores["f1"] >= 0.8, scores

@@ -95,8 +95,7 @@ def predict_tiles(checkpoint, rasters, vector, score_threshold=None, tile_size=T
         batch_size = BATCH_SIZE[target.type]
     if not isinstance(batch_size, int) or batch_size < 1:
         raise LakesError(f"batch_size must be a whole number of tiles, at least 1 (got {batch_size!r})")
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(resolve_checkpoint(checkpoint))
-    model, info = model_from_checkpoint(ckpt, target)
+    model, info = _model(checkpoint, target)
     score_threshold = info["score_threshold"] if score_threshold is None else score_threshold
     built = info["input"]
     water = vector if isinstance(vector, gpd.GeoDataFrame) else read_vector(vector, srs=built["srs"], limits=limits)
@@ -180,6 +179,29 @@ def detect_to_files(checkpoint, rasters, vector, outdir, score_threshold=None, t
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+_KEPT_MODEL = {}  # {(file, size, mtime, device): (model, info)}: the last model a file gave, in this process
+_KEPT_MODEL_LOCK = threading.Lock()
+
+
+def _model(checkpoint, device):
+    """(model, info) of a checkpoint dict or file. A file's model is kept for the next call in this process
+    (a worker detects with the same model again and again; reading and building it costs 0.2-0.3 s on
+    CPU); a changed file (size or mtime) is read again."""
+    if isinstance(checkpoint, dict):
+        return model_from_checkpoint(checkpoint, device)
+    path = Path(resolve_checkpoint(checkpoint))
+    if not path.is_file():
+        load_checkpoint(path)  # its error says what is missing
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(device))
+    with _KEPT_MODEL_LOCK:
+        if key not in _KEPT_MODEL:
+            _KEPT_MODEL.clear()
+            _KEPT_MODEL[key] = model_from_checkpoint(load_checkpoint(path), device)
+        model, info = _KEPT_MODEL[key]
+    return model, dict(info)
 
 
 def _batches(tiles, size):

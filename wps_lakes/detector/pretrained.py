@@ -23,11 +23,11 @@ FOLDER = Path(__file__).resolve().parent / "pretrained"
 NAME = "lakes_fcos_mobilenet"
 BUNDLED = FOLDER / f"{NAME}.pth"
 PROVENANCE = FOLDER / f"{NAME}.json"
-# style a: the project's generator; style b: its variant (scenes.py); the model is trained on style a only,
-# so style b measures how it does on a style it has not seen
-TRAIN_SEEDS = {"a": (101, 102, 103, 104)}
-VALID_SEEDS = {"a": (105,)}
-TEST_SEEDS = {"a": (106,), "b": (201, 202, 203)}
+# styles in scenes.py: trained on style a and its variant a2 (another pixel size, relief, height and CRS);
+# b, an independent generator, is never trained on, so its test scenes measure a style the model has not seen
+TRAIN_SEEDS = {"a": (101, 102, 103), "a2": (111,)}
+VALID_SEEDS = {"a": (105,), "a2": (115,)}
+TEST_SEEDS = {"a": (106,), "a2": (116,), "b": (201, 202, 203)}
 EPOCHS = 45
 KEEP_KEYS = ("name", "epoch", "iter", "source", "version", "task", "model_type", "model_params", "input",
              "score_threshold", "calibration", "config", "monitor_best", "monitor_best_epoch")
@@ -111,7 +111,7 @@ def build(workdir, epochs=EPOCHS, install=True, log=print):
     workdir = Path(workdir)
     scenes = {}
     for split, seeds in (("train", TRAIN_SEEDS), ("valid", VALID_SEEDS), ("test", TEST_SEEDS)):
-        scenes[split] = {f"{style}{seed}": make_styled_scene(style, workdir / "scenes" / f"{style}{seed}", seed)
+        scenes[split] = {f"{style}-{seed}": make_styled_scene(style, workdir / "scenes" / f"{style}-{seed}", seed)
                          for style, numbers in seeds.items() for seed in numbers}
     config = session_config(scenes, epochs)
     started = time.time()
@@ -121,11 +121,11 @@ def build(workdir, epochs=EPOCHS, install=True, log=print):
     provenance = {
         "name": NAME, "model_type": best["model_type"], "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "torch": str(torch.__version__), "threads": torch.get_num_threads(),
-        "scenes": {split: {name: {"style": name[0], "seed": int(name[1:])} for name in entries}
+        "scenes": {split: {name: {"style": name.split("-")[0], "seed": int(name.split("-")[1])} for name in entries}
                    for split, entries in scenes.items()},
-        "style_note": "style a: wps_lakes.geodata.make_scene; style b: wps_lakes.detector.scenes.style_b, the same "
-                      "generator at 2 m, relief x2.5, +800 m, EPSG:32618 (not an independent generator); "
-                      "trained on style a only",
+        "style_note": "style a: wps_lakes.geodata.make_scene (EPSG:2959, 3 m); a2: the same generator at 2 m, "
+                      "relief x2.5, +800 m, EPSG:32618; b: wps_lakes.geodata.make_scene_b, an independent "
+                      "generator (ridged terrain, braided river, lobed lakes), never trained on",
         "seed": config.loaders["seed"], "epochs": result.epochs_done, "best_epoch": best.get("epoch"),
         "training_minutes": round(minutes, 1),
         "metrics": {"valid_mAP": result.best_value, "score_threshold": best.get("score_threshold"),

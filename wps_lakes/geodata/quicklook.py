@@ -1,16 +1,18 @@
 """PNG quicklooks of detections and splits: hillshaded DEM, waterbodies, boxes coloured by confidence.
 
-Drawn with matplotlib's Agg canvas (no display, no pyplot state). The DEM is read on a coarse grid
-so the image and the memory stay bounded whatever the raster size.
+Drawn with matplotlib's Agg canvas (no display, no pyplot state). The DEM is read and the waterbodies
+are rasterised on one coarse grid (at most ``MAX_SIDE_PX`` a side), so the image, the memory and the
+time stay bounded whatever the raster size or the number of polygons; boxes are drawn as lines.
 """
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LightSource, Normalize
+from matplotlib.colors import LightSource, Normalize, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from rasterio.enums import Resampling
+from rasterio.features import rasterize
 
 from .grid import Grid
 
@@ -25,9 +27,7 @@ def detections_quicklook(path, detections, waterbodies, dem=None):
     """Hillshade, waterbodies and the detected boxes coloured by ``confidence``; writes ``path``."""
     fig, ax = _figure()
     bounds = _bounds(waterbodies, detections)
-    _hillshade(ax, dem, bounds)
-    if not waterbodies.empty:
-        waterbodies.plot(ax=ax, color=WATER_COLOUR, edgecolor="none")
+    _picture(ax, dem, bounds, waterbodies.crs, [(waterbodies, WATER_COLOUR)])
     cmap = colormaps[CONFIDENCE_COLOURS]
     fig.colorbar(ScalarMappable(norm=Normalize(0.0, 1.0), cmap=cmap), ax=ax, shrink=0.7, label="confidence")
     for box, score in zip(detections.geometry, detections["confidence"], strict=True):
@@ -40,18 +40,16 @@ def split_quicklook(path, result, dem=None, detections=None):
     """Hillshade, lakes and rivers of a ``SplitResult``, and the boxes used if any; writes ``path``."""
     fig, ax = _figure()
     bounds = _bounds(result.hydro, detections)
-    _hillshade(ax, dem, bounds)
-    if not result.rivers.empty:
-        result.rivers.plot(ax=ax, color=RIVER_COLOUR, edgecolor="none")
     # lakes coloured by the evidence that decided them (the split_evidence property)
     evidence = result.lakes.get("split_evidence", None)
     groups = {} if result.lakes.empty else dict(iter(result.lakes.groupby(
         evidence if evidence is not None else np.full(len(result.lakes), "lakes"), sort=True)))
-    handles = []
+    handles, layers = [], [(result.rivers, RIVER_COLOUR)]
     for i, (why, parts) in enumerate(groups.items()):
         colour = LAKE_EVIDENCE_COLOURS[i % len(LAKE_EVIDENCE_COLOURS)]
-        parts.plot(ax=ax, color=colour, edgecolor="none")
+        layers.append((parts, colour))
         handles.append(Rectangle((0, 0), 1, 1, color=colour, label=f"lakes by {why} ({len(parts)})"))
+    _picture(ax, dem, bounds, result.hydro.crs, layers)
     if detections is not None:
         for box in detections.to_crs(result.hydro.crs).geometry:
             _box(ax, box, "#e8a33d", linestyle="--")
@@ -80,19 +78,33 @@ def _bounds(frame, detections):
     return xmin.min(), ymin.min(), xmax.max(), ymax.max()
 
 
-def _hillshade(ax, dem, bounds):
-    if dem is None:
-        return
+def _picture(ax, dem, bounds, crs, layers):
+    """The hillshaded DEM (white where there is none) under ``layers`` [(GeoDataFrame, colour)], each
+    drawn over the previous, as one image on a grid of at most ``MAX_SIDE_PX`` a side."""
     xmin, ymin, xmax, ymax = bounds
-    px = max(dem.grid.px_size, max(xmax - xmin, ymax - ymin) / MAX_SIDE_PX)
-    grid = Grid.from_bounds(bounds, px, dem.grid.crs)
-    z = dem.read(grid, resampling=Resampling.nearest)  # a picture: nearest is 3x cheaper than bilinear
-    if z.count() == 0:
-        return
-    shade = LightSource(azdeg=315, altdeg=45).hillshade(z.filled(float(z.mean())), dx=px, dy=px)
+    side = max(xmax - xmin, ymax - ymin) / MAX_SIDE_PX
+    if dem is not None:
+        crs = dem.grid.crs
+    grid = Grid.from_bounds(bounds, side if dem is None else max(dem.grid.px_size, side), crs)
+    rgb = np.ones((*grid.shape, 3))
+    if dem is not None:
+        z = dem.read(grid, resampling=Resampling.nearest)  # a picture: nearest is 3x cheaper than bilinear
+        if z.count():
+            shade = LightSource(azdeg=315, altdeg=45).hillshade(z.filled(float(z.mean())), dx=grid.px_size,
+                                                                dy=grid.px_size)
+            rgb = np.where(np.ma.getmaskarray(z)[..., None], rgb, shade[..., None])
+    for frame, colour in layers:
+        if frame is None or frame.empty:
+            continue
+        shapes = (frame if frame.crs is None or crs is None else frame.to_crs(crs)).geometry
+        shapes = shapes[shapes.notna() & ~shapes.is_empty].values
+        if len(shapes):
+            # all_touched: a river narrower than a picture pixel stays one line, not dashes
+            water = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, all_touched=True,
+                              dtype="uint8").astype(bool)
+            rgb[water] = to_rgb(colour)
     gxmin, gymin, gxmax, gymax = grid.bounds
-    ax.imshow(np.ma.masked_where(np.ma.getmaskarray(z), shade), cmap="gray", vmin=0, vmax=1,
-              extent=(gxmin, gxmax, gymin, gymax), interpolation="nearest")
+    ax.imshow(rgb, extent=(gxmin, gxmax, gymin, gymax), interpolation="nearest")
 
 
 def _box(ax, box, colour, linestyle="-"):

@@ -30,7 +30,7 @@ SLOPE = 0.002        # m/m, the river's and the terrain's fall along x
 RIDGE_M = 10.0       # relief of the ridges
 
 
-def make_scene_b(outdir, seed=0, size_m=2000, px_size=2.0):
+def make_scene_b(outdir, seed=0, size_m=2000, px_size=2.0, isolated_per_km2=0.75):
     rng = np.random.default_rng(seed)
     n = round(size_m / px_size)
     grid = Grid(ORIGIN_B[0], ORIGIN_B[1] + n * px_size, px_size, n, n, SCENE_B_CRS)
@@ -56,10 +56,18 @@ def make_scene_b(outdir, seed=0, size_m=2000, px_size=2.0):
     for fx in (0.2, 0.3):
         x = xmin + size_m * fx
         y = float(np.interp(x, xs, ys))
-        lakes.append(_lobes(rng, x, y, rng.uniform(45, 70)))
+        lake = _lobes(rng, x, y, rng.uniform(45, 70))
+        # lakes of a chain stay apart (touching lakes would be one waterbody without a boundary):
+        # the next one moves downstream along the river
+        while lakes and lake.distance(lakes[-1]) < 30:
+            shift = float(np.interp(x + 20, xs, ys)) - float(np.interp(x, xs, ys))
+            lake, x = affinity.translate(lake, 20, shift), x + 20
+        lakes.append(lake)
         kinds.append("flow-through")
+    # at least three isolated lakes; more on larger scenes, at the same density
+    wanted = max(3, round(isolated_per_km2 * (size_m / 1000) ** 2))
     tries = 0
-    while kinds.count("isolated") < 3 and tries < 200:
+    while kinds.count("isolated") < wanted and tries < 70 * wanted:
         tries += 1
         p = Point(rng.uniform(xmin + 100, xmax - 100), rng.uniform(ymin + 100, ymax - 100))
         lake = _lobes(rng, p.x, p.y, rng.uniform(20, 45))

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from rasterio import features
+from rasterio.enums import Resampling
 from scipy import ndimage
 
 from ..errors import LakesError
@@ -225,7 +226,7 @@ def _not_heights(dem, waterbodies, crs):
     xmin, ymin, xmax, ymax = waterbodies.total_bounds
     px = max(dem.grid.px_size, (xmax - xmin) / 512, (ymax - ymin) / 512)
     grid = Grid.from_bounds((xmin - px, ymin - px, xmax + px, ymax + px), px, crs)
-    z = dem.read(grid)
+    z = dem.read(grid, resampling=Resampling.nearest)  # a check of the value range: nearest is 3x cheaper
     water = features.rasterize(((g, 1) for g in waterbodies.geometry), out_shape=grid.shape,
                                transform=grid.transform, all_touched=True, dtype=np.uint8).astype(bool)
     heights = np.ma.getdata(z)[water & ~np.ma.getmaskarray(z)]
@@ -292,17 +293,29 @@ def _refined(geom, crs, boxes, dem, params):
     if level is None:  # no DEM, or it tells nothing here: the shape and the boxes decide
         lake, decided, evidence = _shape_lakes(inside, in_box, grid.px_size, params), None, SHAPE
     elif sharp:  # a hydro-flattened DEM on its own grid: its level surfaces are the lakes
-        lake = decided = _nearest(level, valid)
+        lake = decided = _nearest(level, valid, inside)
+        if _one_lake(inside, decided, in_box, grid.px_size, params):
+            # water that is not level there (a surface interpolated from uneven shores) has nowhere to
+            # flow, so it is lake too
+            lake = inside
         evidence = LEVEL
     else:
         shape = _shape_lakes(inside, in_box, grid.px_size, params)
-        lake, decided = _with_shape(_nearest(level, valid), shape)
+        lake, decided = _with_shape(_nearest(level, valid, inside), shape)
         evidence = LEVEL
     # the pixels the shoreline crosses (centre outside) take the type of the nearest inside pixel
     lake = _nearest(lake, inside) & _rasterise(geom, grid, all_touched=True)
     lake_poly = _polygonise(lake, grid.transform)
     lakes, rivers = _settle_slivers(geom.intersection(lake_poly), geom.difference(lake_poly), grid.px_size ** 2)
     return lakes, rivers, [_lake_evidence(p, decided, in_box, grid) for p in lakes], evidence
+
+
+def _one_lake(inside, level, in_box, px, params):
+    """True when the waterbody holds one level surface but more water than it, and the whole waterbody
+    is a lake by its shape (big enough, compact, no channel)."""
+    if not level.any() or level[inside].all() or ndimage.label(level, structure=EIGHT)[1] != 1:
+        return False
+    return bool(_accepted(inside.astype(np.int32), 1, inside, in_box, px, params).any())
 
 
 def _lake_evidence(part, decided, in_box, grid):
@@ -319,9 +332,10 @@ def _rasterise(geom, grid, all_touched=False):
                               all_touched=all_touched).astype(bool)
 
 
-def _nearest(mask, known):
-    """``mask`` where ``known``, elsewhere the value at the nearest known pixel."""
-    if known.all():
+def _nearest(mask, known, where=None):
+    """``mask`` where ``known``, elsewhere (only ``where`` matters, when given) the value at the nearest
+    known pixel."""
+    if known.all() or (where is not None and not (where & ~known).any()):
         return mask
     _, (rows, cols) = ndimage.distance_transform_edt(~known, return_indices=True)
     return mask[rows, cols]
@@ -487,7 +501,8 @@ def _shape_lakes(inside, in_box, px, params, beyond=None):
         opened = rest & (ndimage.distance_transform_edt(~core) <= radius)
         candidates, count = ndimage.label(opened, structure=EIGHT)
         _absorb_corners(candidates, rest & ~opened, opened, radius)
-        found = _accepted(candidates, count, rest if beyond is None else rest | beyond, in_box, px, params)
+        found = _accepted(candidates, count, rest if beyond is None else rest | beyond, in_box, px, params,
+                          trim_channels=True)
         lake |= found
         rest &= ~found
         radius *= RADIUS_STEP
@@ -512,16 +527,18 @@ def _absorb_corners(candidates, rest, opened, radius):
     candidates[joined > 0] = joined[joined > 0]
 
 
-def _accepted(labels, count, water, in_box, px, params):
+def _accepted(labels, count, water, in_box, px, params, trim_channels=False):
     """Union of the labelled regions that are lakes; ``water``: where the water may go on from them.
 
     A lake is at least ``lake_area_min``; wherever the water goes on from it, it narrows to less
     than ``neck_ratio`` x the lake's inscribed diameter (measurable from ``MIN_NECK_RADIUS`` on);
     it has no thin parts (channels); and it is no more elongated than ``max_elongation``, unless
-    boxes cover ``box_cover_min`` of it.
+    boxes cover ``box_cover_min`` of it. ``trim_channels``: the region was cut out by an opening, so
+    it may hold the end of a channel that leads away (``_without_channel_ends``).
     """
     lake = np.zeros(labels.shape, bool)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    width = None
     for i, sl in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
         if sl is None or sizes[i] < params.lake_area_min / (px * px):
             continue
@@ -536,8 +553,38 @@ def _accepted(labels, count, water, in_box, px, params):
             continue
         elongation = region.sum() / (pi * radius**2)  # 1 for a disc, about length / width for a strip
         if elongation <= params.max_elongation or in_box[sl][region].mean() >= params.box_cover_min:
+            if exits and trim_channels:
+                if width is None:  # half-width of the water, measured once, on the whole grid
+                    width = ndimage.distance_transform_edt(water | (labels > 0))
+                region = _without_channel_ends(region, water[sl] & ~region, width[sl])
             lake[sl] |= region
     return lake
+
+
+def _without_channel_ends(region, beyond, width):
+    """``region`` less the ends of the channels it opens into (``beyond``; ``width``: the water's
+    half-width, distance to its shore): an opening cuts a channel where the water gets narrower than
+    its discs, so the channel's first stretch, as narrow as the channel itself, comes with the lake.
+    A lake begins where the water gets wider than the channel: the parts of the region that no disc
+    wider than the channel covers go back to it when they touch the channel, or when they join two
+    wider parts (a stretch of the same channel between two lakes of a chain)."""
+    mouths = beyond & ndimage.binary_dilation(region, EIGHT)
+    channel = width[mouths].max() + 0.5  # half-width of the widest channel at its mouth
+    inner = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    covered = ndimage.distance_transform_edt(inner < channel + 1) <= channel + 1  # discs wider than the channel
+    covered &= region
+    ends, count = ndimage.label(region & ~covered, structure=EIGHT)
+    if not count:
+        return region
+    wide, _ = ndimage.label(covered, structure=EIGHT)
+    channel_like = np.zeros(count + 1, bool)
+    channel_like[np.unique(ends[ndimage.binary_dilation(mouths, EIGHT) & (ends > 0)])] = True
+    # the wide parts each narrow part touches: two or more make it a link between lakes
+    near = ndimage.grey_dilation(wide, footprint=EIGHT)
+    links = np.unique(np.stack([ends[(ends > 0) & (near > 0)], near[(ends > 0) & (near > 0)]]), axis=1)
+    piece, touched = np.unique(links[0], return_counts=True)
+    channel_like[piece[touched >= 2]] = True
+    return region & ~channel_like[ends]
 
 
 def _widest(exits):
