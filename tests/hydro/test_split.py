@@ -111,6 +111,22 @@ def test_flat_lake_without_any_box_stays_lake(waterbody, dem):
     assert split_waterbodies(waterbody, None, method="boxes").lakes.empty
 
 
+def test_without_a_dem_a_lake_ends_where_its_channels_begin():
+    """Two lakes of a chain 60 m apart on one river, no DEM, no box: the openings that free each lake
+    also take the first stretch of its channels and, when both come loose together, the stretch
+    between them; those go back to the river, so the river keeps the channel between the lakes."""
+    second = shapely.Point(X0 + 1330, Y0 + 1066).buffer(120)
+    lakes, river = [LAKE, second], RIVER
+    waterbody = frame([shapely.union_all([*lakes, river])], OBJECTID=[1])
+    result = split_waterbodies(waterbody, None)
+    found = union(result.lakes)
+    assert len(result.lakes) == 2
+    assert iou(found, shapely.union_all(lakes)) >= 0.97
+    link = river.difference(LAKE.buffer(3)).difference(second.buffer(3)).intersection(
+        shapely.box(X0 + 1150, Y0, X0 + 1210, Y0 + 2000))
+    assert found.intersection(link).area < 0.05 * link.area
+
+
 def test_pond_without_dem_or_box_is_a_lake():
     pond = shapely.Polygon([(X0, Y0), (X0 + 240, Y0 + 30), (X0 + 260, Y0 + 160), (X0 + 40, Y0 + 190)])
     result = split_waterbodies(frame([pond], OBJECTID=[1]), None)
