@@ -53,7 +53,7 @@ demo: install  ## scene -> train -> detect -> split against the started service
 cwl: install  ## regenerate cwl/ (CWL tools, workflow, deploy bodies) from the process definitions
 	$(BIN)/python -m wps_lakes.cwl
 
-bench: install services  ## run the benchmarks (about 20 min), write benchmarks/results/ and docs/performance.rst
+bench: install services  ## run the benchmarks (about 40 min), write benchmarks/results/ and docs/performance.rst
 	$(BIN)/python -m benchmarks
 
 bench-training: install  ## the 30-minute training quality run (benchmarks/results/training_cpu.json)

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in one run, a JSON record, and the table of docs/performance.rst.
 
-    .venv/bin/python -m benchmarks                 # about 20 minutes on 2 cores
+    .venv/bin/python -m benchmarks                 # about 40 minutes on 2 cores
     .venv/bin/python -m benchmarks --only split service
     .venv/bin/python -m benchmarks --checkpoint CKPT   # also the merge and split figures of a trained detector
 
@@ -11,7 +11,8 @@ keeps what it measured. Then docs/performance.rst is written from that record an
 too long for this one) and ``load.json`` when present.
 
 The parts use the benchmarks' sizes that fit the budget: geodata and detect in full (20 000 px
-rasters), split on 5 scenes, training for 3 minutes (data loading and images/s; the quality target
+rasters), split on 3 scenes of each style with three box sets, detector generalisation (zero-shot and two
+default trainings, about 15 minutes), training for 3 minutes (data loading and images/s; the quality target
 needs the 30-minute run), service, Celery against local jobs, and the 50-client load test.
 """
 import argparse

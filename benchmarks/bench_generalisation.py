@@ -7,7 +7,7 @@ Part of ``make bench`` (about 15 minutes on 2 cores); on its own:
 
 Scenes (made on the spot, nothing downloaded; styles in ``wps_lakes.detector.scenes``: a, its variant
 a2, and b from an independent generator): evaluation on seeds 301 and 302 of each style, which no
-training uses; the bundled model was trained on style a only. The default training runs on one
+training uses; the bundled model was trained on styles a and a2 only. The default training runs on one
 scene (style a, seed 311) from scratch (``scratch``) and from the bundled model (``finetune``).
 Scores: ``detect`` over the whole DEM as users run it, boxes against every true lake part; AP@0.5
 over all boxes, F1/precision/recall at the checkpoint's calibrated threshold (the default).
